@@ -1,0 +1,82 @@
+-- luna_entry and on_quit_signal: the life of a service process.
+local luna = luna
+local log = luna.log
+local importer = require("luna.import")
+local traceback = debug.traceback
+
+local entry_env = nil -- the entry file's environment
+
+--- Default quit handler: ends the main loop.
+function on_quit_signal(signo)
+    luna_quit_flag = true
+end
+
+local function lookup(name)
+    if entry_env then
+        local value = entry_env[name] -- falls through to _G
+        if value ~= nil then return value end
+    end
+    return _G[name]
+end
+
+local function quitting()
+    return lookup("luna_quit_flag") and true or false
+end
+
+local signal_names = { [2] = "SIGINT", [15] = "SIGTERM" }
+
+local function on_signal(signo)
+    log.info("received " .. (signal_names[signo] or ("signal " .. signo)) .. ": quitting")
+    local handler = lookup("on_quit_signal")
+    handler(signo)
+end
+
+importer.on_reloaded = function(path)
+    local on_reload = entry_env and entry_env.on_reload
+    if on_reload then
+        local ok, err = xpcall(on_reload, traceback, path)
+        if not ok then log.error("error in on_reload: " .. err) end
+    end
+end
+
+luna._set_hooks({ on_signal = on_signal, on_file_changed = importer.reload })
+
+--- Seconds to wait for output to flush when quitting (default 5).
+luna.quit_flush_seconds = 5
+
+local function call_loop(on_loop)
+    local ok, err = xpcall(on_loop, traceback, luna.get_time_ms())
+    if not ok then
+        log.error("error in on_loop: " .. err)
+        -- Keep serving, but do not spin if on_loop fails before it waits.
+        luna.wait(100)
+    elseif not quitting() then
+        luna.wait(0)
+    end
+end
+
+--- Runs the entry file: on_start, the loop, on_stop, flush.
+function luna_entry(entry_file, ...)
+    local real = luna.realpath(entry_file)
+    if not real then error("cannot open entry script '" .. tostring(entry_file) .. "'", 0) end
+    importer.set_base_dir(real:match("^(.*)/[^/]*$"))
+    entry_env = import(real)
+    local on_start = entry_env.on_start
+    if on_start then on_start(...) end
+    while not quitting() do
+        local on_loop = entry_env.on_loop
+        if on_loop then
+            call_loop(on_loop)
+        else
+            luna.wait()
+        end
+    end
+    local on_stop = entry_env.on_stop
+    if on_stop then
+        local ok, err = xpcall(on_stop, traceback)
+        if not ok then log.error("error in on_stop: " .. err) end
+    end
+    if not luna.flush(luna.quit_flush_seconds * 1000) then
+        log.warn("some output could not be delivered before exit")
+    end
+end

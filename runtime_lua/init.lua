@@ -1,0 +1,7 @@
+-- The Lua side of a luna process, run once before the entry script.
+-- Each piece lives in its own module; `require("luna.<name>")` finds them,
+-- compiled into the binary or, with --runtime DIR, read from DIR.
+require("luna.log")
+require("luna.timer")
+require("luna.import")
+require("luna.entry")

@@ -1,0 +1,15 @@
+//! MessagePack messages straight from and onto the Lua stack.
+//!
+//! A message is the list of a call's arguments, written as one MessagePack
+//! array. Values are written from the Lua stack into the output buffer and
+//! read from the input buffer onto the Lua stack, with no tree in between.
+//! This is the one module where the codec touches Lua.
+
+mod decode;
+mod encode;
+
+pub use decode::{DecodeError, decode_args};
+pub use encode::encode_args;
+
+/// Deepest table nesting a message may have (the outermost argument table is level 1).
+pub const MAX_DEPTH: usize = 32;

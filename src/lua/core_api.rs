@@ -1,0 +1,262 @@
+//! The functions of the `luna` core module that are not socket methods.
+
+use std::ffi::c_int;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mlua::ffi::{self, lua_State};
+
+use super::host::{self, refs, with_host};
+use super::pass;
+use super::raw::{
+    integer_arg, make_ref, push_fail, push_ref, push_str, raw_field, set_functions, str_arg, string_arg, traceback,
+};
+use super::sockets::{create_socket_mgr, hash_key_arg, timeout_arg};
+use crate::log::{self, Level};
+use crate::route::service_id;
+
+/// Adds the core functions to the table on top of the stack.
+pub unsafe fn register(state: *mut lua_State) {
+    unsafe {
+        set_functions(
+            state,
+            &[
+                (c"get_time_ms", get_time_ms),
+                (c"get_time_ns", get_time_ns),
+                (c"wait", wait),
+                (c"flush", flush),
+                (c"timer_start", timer_start),
+                (c"timer_cancel", timer_cancel),
+                (c"create_socket_mgr", create_socket_mgr),
+                (c"service_id", service_id_fn),
+                (c"service_group", service_group),
+                (c"service_index", service_index),
+                (c"service_name", service_name),
+                (c"hash_key", hash_key),
+                (c"realpath", realpath),
+                (c"traceback", traceback),
+                (c"_watch", watch),
+                (c"_log", log_line),
+                (c"_log_enabled", log_enabled),
+                (c"_set_hooks", set_hooks),
+            ],
+        );
+        push_str(state, env!("CARGO_PKG_VERSION"));
+        super::raw::set_raw_field(state, -2, c"version");
+    }
+}
+
+fn monotonic() -> Duration {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+unsafe extern "C-unwind" fn get_time_ms(state: *mut lua_State) -> c_int {
+    unsafe { ffi::lua_pushinteger(state, monotonic().as_millis() as i64) };
+    1
+}
+
+unsafe extern "C-unwind" fn get_time_ns(state: *mut lua_State) -> c_int {
+    unsafe { ffi::lua_pushinteger(state, monotonic().as_nanos() as i64) };
+    1
+}
+
+/// `luna.wait([ms])`: one loop pass; without `ms` it waits for the next event or timer.
+unsafe extern "C-unwind" fn wait(state: *mut lua_State) -> c_int {
+    unsafe {
+        let timeout = timeout_arg(state, 1);
+        let handled = pass::run_pass_or_raise(state, timeout);
+        ffi::lua_pushinteger(state, handled as i64);
+    }
+    1
+}
+
+/// `luna.flush([ms])`: writes every stream's pending output, waiting at most `ms`.
+unsafe extern "C-unwind" fn flush(state: *mut lua_State) -> c_int {
+    unsafe {
+        let limit = timeout_arg(state, 1).unwrap_or_else(|| with_host(|host| host.quit_flush));
+        let done = pass::flush_before_exit(limit);
+        ffi::lua_pushboolean(state, c_int::from(done));
+    }
+    1
+}
+
+/// `luna.timer_start(delay_ms, period_ms|nil, fn)` -> id.
+unsafe extern "C-unwind" fn timer_start(state: *mut lua_State) -> c_int {
+    unsafe {
+        let delay = timeout_arg(state, 1);
+        let period = timeout_arg(state, 2).filter(|p| !p.is_zero());
+        if ffi::lua_type(state, 3) != ffi::LUA_TFUNCTION {
+            return push_fail(state, "timer_start: a function is required");
+        }
+        let Some(delay) = delay else {
+            return push_fail(state, "timer_start: the delay must be a number >= 0");
+        };
+        let id = with_host(|host| host.timers.add_at(Instant::now() + delay, period, period.is_some()));
+        push_ref(state, refs().timers);
+        ffi::lua_pushvalue(state, 3);
+        ffi::lua_rawseti(state, -2, id as i64);
+        ffi::lua_pop(state, 1);
+        ffi::lua_pushinteger(state, id as i64);
+    }
+    1
+}
+
+/// `luna.timer_cancel(id)` -> true if the timer was pending.
+unsafe extern "C-unwind" fn timer_cancel(state: *mut lua_State) -> c_int {
+    unsafe {
+        let Some(id) = integer_arg(state, 1) else {
+            return push_fail(state, "timer_cancel: a timer id is required");
+        };
+        let was_pending = with_host(|host| host.timers.cancel(id as u64).is_some());
+        push_ref(state, refs().timers);
+        ffi::lua_pushnil(state);
+        ffi::lua_rawseti(state, -2, id);
+        ffi::lua_pop(state, 1);
+        ffi::lua_pushboolean(state, c_int::from(was_pending));
+    }
+    1
+}
+
+/// `luna.service_id(group, index)` or `luna.service_id("g.i")`.
+unsafe extern "C-unwind" fn service_id_fn(state: *mut lua_State) -> c_int {
+    unsafe {
+        let id = match (str_arg(state, 1), integer_arg(state, 1), integer_arg(state, 2)) {
+            (Some(text), _, _) => service_id::parse(text),
+            (None, Some(group), Some(index)) => u32::try_from(group)
+                .ok()
+                .zip(u32::try_from(index).ok())
+                .filter(|&(g, i)| g <= crate::route::MAX_GROUP && i <= 0xffff)
+                .map(|(g, i)| service_id::make(g, i))
+                .filter(|&id| service_id::is_valid(id)),
+            _ => None,
+        };
+        match id {
+            Some(id) => ffi::lua_pushinteger(state, i64::from(id)),
+            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+        }
+    }
+    1
+}
+
+unsafe fn id_arg(state: *mut lua_State) -> Option<u32> {
+    unsafe { integer_arg(state, 1) }.and_then(|id| u32::try_from(id).ok())
+}
+
+unsafe extern "C-unwind" fn service_group(state: *mut lua_State) -> c_int {
+    unsafe {
+        match id_arg(state) {
+            Some(id) => ffi::lua_pushinteger(state, i64::from(service_id::group(id))),
+            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+        }
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn service_index(state: *mut lua_State) -> c_int {
+    unsafe {
+        match id_arg(state) {
+            Some(id) => ffi::lua_pushinteger(state, i64::from(service_id::index(id))),
+            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+        }
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn service_name(state: *mut lua_State) -> c_int {
+    unsafe {
+        match id_arg(state) {
+            Some(id) => push_str(state, &service_id::name(id)),
+            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+        }
+    }
+    1
+}
+
+/// `luna.hash_key(key)`: the unsigned hash `forward_hash` uses, as an integer.
+unsafe extern "C-unwind" fn hash_key(state: *mut lua_State) -> c_int {
+    unsafe {
+        match hash_key_arg(state, 1) {
+            Some(hash) => ffi::lua_pushinteger(state, hash as i64),
+            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+        }
+    }
+    1
+}
+
+/// `luna.realpath(path)` -> the absolute canonical path of an existing file, or nil, err.
+unsafe extern "C-unwind" fn realpath(state: *mut lua_State) -> c_int {
+    unsafe {
+        let Some(path) = string_arg(state, 1) else {
+            return push_fail(state, "realpath: a path is required");
+        };
+        let path = Path::new(std::ffi::OsStr::from_encoded_bytes_unchecked(path));
+        match std::fs::canonicalize(path) {
+            Ok(real) if real.is_file() => push_str(state, &real.to_string_lossy()),
+            Ok(_) => return push_fail(state, "not a file"),
+            Err(error) => return push_fail(state, &error.to_string()),
+        }
+    }
+    1
+}
+
+/// `luna._watch(path)`: reload hook notifications for this file from now on.
+unsafe extern "C-unwind" fn watch(state: *mut lua_State) -> c_int {
+    unsafe {
+        let Some(path) = str_arg(state, 1) else {
+            return push_fail(state, "watch: a path is required");
+        };
+        let result = with_host(|host| match host.watcher.as_mut() {
+            Some(watcher) => watcher.watch(Path::new(path)).map_err(|e| e.to_string()),
+            None => Err("file watching is unavailable".to_string()),
+        });
+        if let Err(error) = result {
+            log::warn(&format!("cannot watch {path} for hot reload: {error}"));
+            return push_fail(state, &error);
+        }
+        ffi::lua_pushboolean(state, 1);
+    }
+    1
+}
+
+unsafe fn level_arg(state: *mut lua_State) -> Level {
+    unsafe { str_arg(state, 1) }
+        .and_then(Level::parse)
+        .unwrap_or(Level::Info)
+}
+
+/// `luna._log(level, message)`.
+unsafe extern "C-unwind" fn log_line(state: *mut lua_State) -> c_int {
+    unsafe {
+        let level = level_arg(state);
+        if log::enabled(level) {
+            let message = string_arg(state, 2).map(String::from_utf8_lossy).unwrap_or_default();
+            log::write(level, &message);
+        }
+    }
+    0
+}
+
+/// `luna._log_enabled(level)`.
+unsafe extern "C-unwind" fn log_enabled(state: *mut lua_State) -> c_int {
+    unsafe { ffi::lua_pushboolean(state, c_int::from(log::enabled(level_arg(state)))) };
+    1
+}
+
+/// `luna._set_hooks{on_signal = f, on_file_changed = f}`: the runtime's entry points.
+unsafe extern "C-unwind" fn set_hooks(state: *mut lua_State) -> c_int {
+    unsafe {
+        if ffi::lua_type(state, 1) != ffi::LUA_TTABLE {
+            return push_fail(state, "_set_hooks: a table is required");
+        }
+        let mut slots = refs();
+        raw_field(state, 1, c"on_signal");
+        slots.on_signal = make_ref(state);
+        raw_field(state, 1, c"on_file_changed");
+        slots.on_file_changed = make_ref(state);
+        host::set_refs(slots);
+    }
+    0
+}

@@ -1,0 +1,214 @@
+//! The Lua side of the host: the `luna` module, socket objects, the loop's
+//! callbacks into scripts, and the boot sequence that hands control to the
+//! runtime's `luna_entry`.
+
+mod core_api;
+mod host;
+mod objects;
+mod pass;
+mod raw;
+mod runtime_files;
+mod sockets;
+
+use std::ffi::{CString, c_int};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlua::ffi::{self, lua_State};
+use mlua::{Lua, LuaOptions, StdLib};
+use polling::{Events, Poller};
+
+use crate::log;
+use crate::net::NetCore;
+use crate::runtime::timers::Timers;
+use crate::runtime::{signals, watcher::Watcher};
+use host::{Host, Refs};
+use raw::{lossy, make_ref, push_str, set_raw_field, traceback};
+
+/// What `luna entry.lua args...` runs.
+pub struct Options {
+    /// The entry script.
+    pub entry: String,
+    /// Arguments after the entry.
+    pub args: Vec<String>,
+    /// Load the runtime Lua from this directory instead of the embedded copy.
+    pub runtime_dir: Option<PathBuf>,
+}
+
+/// Default deadline for flushing output when quitting.
+const QUIT_FLUSH: Duration = Duration::from_secs(5);
+
+/// Runs an entry script to the end; returns the process exit status.
+pub fn run(options: &Options) -> i32 {
+    match boot_host() {
+        Ok(host) => host::install(host),
+        Err(error) => {
+            log::error(&format!("cannot start the event loop: {error}"));
+            return 1;
+        }
+    }
+    line_buffer_stdout();
+    // SAFETY: the debug library is wanted (tracebacks, debug.traceback in scripts).
+    let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::new()) };
+    let mut status = 1;
+    // SAFETY: everything below follows the Lua C API stack discipline.
+    let outcome = unsafe { lua.exec_raw::<()>((), |state| status = run_entry(state, options)) };
+    if let Err(error) = outcome {
+        log::error(&format!("{error}"));
+        status = 1;
+    }
+    drop(lua);
+    host::uninstall();
+    status
+}
+
+fn boot_host() -> std::io::Result<Host> {
+    let poller = Arc::new(Poller::new()?);
+    let quit = signals::install(Arc::clone(&poller))?;
+    let watcher = match Watcher::new(Arc::clone(&poller)) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            log::warn(&format!("hot reload is off: cannot watch files ({error})"));
+            None
+        }
+    };
+    Ok(Host {
+        net: NetCore::new(Arc::clone(&poller)),
+        poller,
+        timers: Timers::new(),
+        watcher,
+        quit,
+        events: Events::new(),
+        ready: Vec::new(),
+        quit_flush: QUIT_FLUSH,
+    })
+}
+
+/// Scripts print through C stdio: make it line-buffered so pipes see lines at once.
+fn line_buffer_stdout() {
+    unsafe extern "C" {
+        static mut stdout: *mut libc::FILE;
+    }
+    // SAFETY: setvbuf on the process's stdout before anything was written to it.
+    unsafe {
+        libc::setvbuf(stdout, std::ptr::null_mut(), libc::_IOLBF, 0);
+    }
+}
+
+unsafe fn run_entry(state: *mut lua_State, options: &Options) -> c_int {
+    unsafe {
+        install_module(state, options);
+        if !run_runtime_init(state, options) {
+            return 1;
+        }
+        let top = ffi::lua_gettop(state);
+        ffi::lua_pushcfunction(state, traceback);
+        ffi::lua_getglobal(state, c"luna_entry".as_ptr());
+        if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
+            log::error("the runtime defines no luna_entry function");
+            ffi::lua_settop(state, top);
+            return 1;
+        }
+        push_str(state, &options.entry);
+        for arg in &options.args {
+            push_str(state, arg);
+        }
+        let status = ffi::lua_pcall(state, 1 + options.args.len() as c_int, 0, top + 1);
+        let code = if status == ffi::LUA_OK {
+            0
+        } else {
+            eprintln!("luna: {}", lossy(state, -1));
+            1
+        };
+        ffi::lua_settop(state, top);
+        code
+    }
+}
+
+/// Creates the registry tables, the `luna` global and its aliases.
+unsafe fn install_module(state: *mut lua_State, options: &Options) {
+    unsafe {
+        let (objects, object_meta) = objects::create_registry_tables(state);
+        ffi::lua_createtable(state, 0, 0);
+        let timers = make_ref(state);
+        host::set_refs(Refs {
+            objects,
+            timers,
+            object_meta,
+            on_signal: ffi::LUA_REFNIL,
+            on_file_changed: ffi::LUA_REFNIL,
+        });
+
+        ffi::lua_createtable(state, 0, 64);
+        core_api::register(state);
+        ffi::lua_createtable(state, options.args.len() as c_int, 1);
+        push_str(state, &options.entry);
+        ffi::lua_rawseti(state, -2, 0);
+        for (at, arg) in options.args.iter().enumerate() {
+            push_str(state, arg);
+            ffi::lua_rawseti(state, -2, at as i64 + 1);
+        }
+        set_raw_field(state, -2, c"args");
+        match &options.runtime_dir {
+            Some(dir) => push_str(state, &dir.to_string_lossy()),
+            None => ffi::lua_pushnil(state),
+        }
+        set_raw_field(state, -2, c"runtime_dir");
+
+        ffi::lua_getglobal(state, c"package".as_ptr());
+        ffi::lua_getfield(state, -1, c"loaded".as_ptr());
+        for name in [c"luna", c"lbus"] {
+            ffi::lua_pushvalue(state, -3);
+            ffi::lua_setfield(state, -2, name.as_ptr());
+        }
+        ffi::lua_pop(state, 1);
+        runtime_files::add_searcher(state, options.runtime_dir.as_deref());
+        ffi::lua_pop(state, 1);
+        ffi::lua_setglobal(state, c"luna".as_ptr());
+    }
+}
+
+unsafe fn run_runtime_init(state: *mut lua_State, options: &Options) -> bool {
+    unsafe {
+        let top = ffi::lua_gettop(state);
+        ffi::lua_pushcfunction(state, traceback);
+        let loaded = match runtime_files::load(state, options.runtime_dir.as_deref(), "init") {
+            Ok(()) => ffi::lua_pcall(state, 0, 0, top + 1) == ffi::LUA_OK,
+            Err(()) => false,
+        };
+        if !loaded {
+            log::error(&format!("cannot start the runtime: {}", lossy(state, -1)));
+        }
+        ffi::lua_settop(state, top);
+        loaded
+    }
+}
+
+/// `luna --check FILE...`: compiles each file; returns 0 when all compile.
+pub fn check(files: &[String]) -> i32 {
+    let lua = Lua::new();
+    let mut failed = false;
+    for file in files {
+        let Ok(path) = CString::new(file.as_str()) else {
+            eprintln!("{file}: invalid file name");
+            failed = true;
+            continue;
+        };
+        // SAFETY: loads one chunk and pops what it pushed.
+        let result = unsafe {
+            lua.exec_raw::<()>((), |state| {
+                if ffi::luaL_loadfilex(state, path.as_ptr(), c"t".as_ptr()) != ffi::LUA_OK {
+                    eprintln!("{}", lossy(state, -1));
+                    failed = true;
+                }
+                ffi::lua_settop(state, 0);
+            })
+        };
+        if let Err(error) = result {
+            eprintln!("{file}: {error}");
+            failed = true;
+        }
+    }
+    i32::from(failed)
+}

@@ -1,0 +1,388 @@
+//! The methods of manager, listener and stream objects (SPEC sections 3 and 4).
+
+use std::ffi::{CStr, c_int};
+use std::time::Duration;
+
+use mlua::ffi::{self, lua_State};
+
+use super::host::with_host;
+use super::objects::{forget_object, push_listener, push_manager, push_stream};
+use super::pass;
+use super::raw::{integer_arg, push_fail, push_str, str_arg, string_arg, upvalue_integer};
+use crate::codec::encode_args;
+use crate::log;
+use crate::net::frame::{Kind, Mode, Route};
+use crate::net::{SendError, Token, errors};
+use crate::route::{hash_bytes, hash_integer, service_id};
+
+/// Default connect timeout when the script gives none.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `max_fd` when the script gives none.
+const DEFAULT_MAX_FD: usize = 65_536;
+
+type Methods = &'static [(&'static CStr, ffi::lua_CFunction)];
+
+/// Methods of a manager table (upvalue: manager index).
+pub const MANAGER_METHODS: Methods = &[
+    (c"wait", mgr_wait),
+    (c"listen", mgr_listen),
+    (c"connect", mgr_connect),
+    (c"set_package_size", mgr_set_package_size),
+    (c"route", mgr_route),
+    (c"register", mgr_route),
+    (c"set_master", mgr_set_master),
+    (c"stats", mgr_stats),
+];
+
+/// Methods of a listener table (upvalue: token).
+pub const LISTENER_METHODS: Methods = &[(c"close", socket_close)];
+
+/// Methods of a stream table (upvalue: token).
+pub const STREAM_METHODS: Methods = &[
+    (c"call", stream_call),
+    (c"close", socket_close),
+    (c"set_timeout", stream_set_timeout),
+    (c"set_nodelay", stream_set_nodelay),
+    (c"set_recv_buffer_size", stream_set_recv_buffer_size),
+    (c"set_send_buffer_size", stream_set_send_buffer_size),
+    (c"forward_target", stream_forward_target),
+    (c"forward_master", stream_forward_master),
+    (c"forward_random", stream_forward_random),
+    (c"forward_broadcast", stream_forward_broadcast),
+    (c"forward_hash", stream_forward_hash),
+];
+
+/// `luna.create_socket_mgr(max_fd)`: a new manager table.
+pub unsafe extern "C-unwind" fn create_socket_mgr(state: *mut lua_State) -> c_int {
+    unsafe {
+        let max_fd = match ffi::lua_type(state, 1) {
+            ffi::LUA_TNONE | ffi::LUA_TNIL => DEFAULT_MAX_FD,
+            _ => match integer_arg(state, 1) {
+                Some(n) if n > 0 => n as usize,
+                _ => return push_fail(state, errors::INVALID_PARAM),
+            },
+        };
+        let mgr = with_host(|host| host.net.create_manager(max_fd));
+        push_manager(state, mgr);
+    }
+    1
+}
+
+fn manager_index(state: *mut lua_State) -> u32 {
+    unsafe { upvalue_integer(state) as u32 }
+}
+
+fn token(state: *mut lua_State) -> Token {
+    unsafe { upvalue_integer(state) as Token }
+}
+
+/// A timeout in milliseconds: None for nil or negative (wait for events).
+pub unsafe fn timeout_arg(state: *mut lua_State, index: c_int) -> Option<Duration> {
+    let ms = unsafe {
+        if ffi::lua_type(state, index) != ffi::LUA_TNUMBER {
+            return None;
+        }
+        ffi::lua_tonumberx(state, index, std::ptr::null_mut())
+    };
+    (ms >= 0.0).then(|| Duration::from_secs_f64(ms.min(1e9) / 1000.0))
+}
+
+unsafe extern "C-unwind" fn mgr_wait(state: *mut lua_State) -> c_int {
+    unsafe {
+        let timeout = timeout_arg(state, 1).unwrap_or(Duration::ZERO);
+        let handled = pass::run_pass_or_raise(state, Some(timeout));
+        ffi::lua_pushinteger(state, handled as i64);
+    }
+    1
+}
+
+unsafe fn port_arg(state: *mut lua_State, index: c_int) -> Option<u16> {
+    unsafe { integer_arg(state, index) }.and_then(|port| u16::try_from(port).ok())
+}
+
+unsafe extern "C-unwind" fn mgr_listen(state: *mut lua_State) -> c_int {
+    unsafe {
+        let (Some(ip), Some(port)) = (str_arg(state, 1), port_arg(state, 2)) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let backlog = integer_arg(state, 3).unwrap_or(1024).clamp(1, i64::from(i32::MAX)) as i32;
+        let mgr = manager_index(state);
+        let result = with_host(|host| {
+            let token = host.net.listen(mgr, ip, port, backlog)?;
+            let listener = host.net.listener(token).expect("just opened");
+            Ok::<_, String>((token, listener.ip.clone(), listener.port))
+        });
+        match result {
+            Ok((token, ip, port)) => push_listener(state, token, &ip, port),
+            Err(error) if error == errors::TOO_MANY_CONNECTION || error == errors::INVALID_PARAM => {
+                return push_fail(state, &error);
+            }
+            Err(error) => {
+                log::warn(&format!("listen on {ip}:{port} failed: {error}"));
+                push_fail(state, errors::ADDR_ERROR);
+                push_str(state, &error);
+                return 3;
+            }
+        }
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn mgr_connect(state: *mut lua_State) -> c_int {
+    unsafe {
+        let (Some(host_name), Some(port)) = (str_arg(state, 1), port_arg(state, 2)) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let timeout = match timeout_arg(state, 3) {
+            Some(timeout) if !timeout.is_zero() => timeout,
+            _ => DEFAULT_CONNECT_TIMEOUT,
+        };
+        let mgr = manager_index(state);
+        match with_host(|host| host.net.connect(mgr, host_name, port, timeout)) {
+            Ok(token) => push_stream(state, token, host_name, port),
+            Err(error) => return push_fail(state, error),
+        }
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn mgr_set_package_size(state: *mut lua_State) -> c_int {
+    unsafe {
+        let Some(bytes) = integer_arg(state, 1).filter(|&n| n > 0) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let mgr = manager_index(state);
+        with_host(|host| host.net.manager(mgr).map(|m| m.package_size = bytes as usize));
+        ffi::lua_pushboolean(state, 1);
+    }
+    1
+}
+
+/// A service id given as an integer or as `"group.index"`.
+unsafe fn service_id_arg(state: *mut lua_State, index: c_int) -> Option<u32> {
+    unsafe {
+        match ffi::lua_type(state, index) {
+            ffi::LUA_TSTRING => str_arg(state, index).and_then(service_id::parse),
+            _ => integer_arg(state, index)
+                .and_then(|id| u32::try_from(id).ok())
+                .filter(|&id| service_id::is_valid(id)),
+        }
+    }
+}
+
+unsafe fn group_arg(state: *mut lua_State, index: c_int) -> Option<u32> {
+    unsafe { integer_arg(state, index) }
+        .filter(|g| (1..=i64::from(crate::route::MAX_GROUP)).contains(g))
+        .map(|g| g as u32)
+}
+
+unsafe extern "C-unwind" fn mgr_route(state: *mut lua_State) -> c_int {
+    unsafe {
+        let Some(id) = service_id_arg(state, 1) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let token = match ffi::lua_type(state, 2) {
+            ffi::LUA_TNONE | ffi::LUA_TNIL => None,
+            _ => match integer_arg(state, 2) {
+                Some(token) => Some(token as Token),
+                None => return push_fail(state, errors::INVALID_PARAM),
+            },
+        };
+        let is_master = ffi::lua_toboolean(state, 3) != 0;
+        let mgr = manager_index(state);
+        with_host(|host| {
+            if let Some(manager) = host.net.manager(mgr) {
+                manager.routes.set(id, token);
+                if is_master && let Some(token) = token {
+                    manager.routes.set_master(service_id::group(id), token);
+                }
+            }
+        });
+        ffi::lua_pushboolean(state, 1);
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn mgr_set_master(state: *mut lua_State) -> c_int {
+    unsafe {
+        let (Some(group), Some(token)) = (group_arg(state, 1), integer_arg(state, 2)) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let mgr = manager_index(state);
+        with_host(|host| {
+            host.net
+                .manager(mgr)
+                .map(|m| m.routes.set_master(group, token as Token))
+        });
+        ffi::lua_pushboolean(state, 1);
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
+    let mgr = manager_index(state);
+    let Some((stats, open)) = with_host(|host| host.net.manager(mgr).map(|m| (m.stats.clone(), m.open))) else {
+        return unsafe { push_fail(state, errors::INVALID_PARAM) };
+    };
+    let fields = [
+        (c"forwarded", stats.forwarded),
+        (c"forward_failed", stats.forward_failed),
+        (c"bad_packages", stats.bad_packages),
+        (c"bad_deliveries", stats.bad_deliveries),
+        (c"refused", stats.refused),
+        (c"unhandled", stats.unhandled),
+        (c"open", open as u64),
+    ];
+    unsafe {
+        ffi::lua_createtable(state, 0, fields.len() as c_int);
+        for (name, value) in fields {
+            ffi::lua_pushinteger(state, value as i64);
+            super::raw::set_raw_field(state, -2, name);
+        }
+    }
+    1
+}
+
+unsafe extern "C-unwind" fn socket_close(state: *mut lua_State) -> c_int {
+    let token = token(state);
+    let was_open = with_host(|host| host.net.close(token));
+    unsafe {
+        forget_object(state, token);
+        ffi::lua_pushboolean(state, c_int::from(was_open));
+    }
+    1
+}
+
+/// Pushes the result of queueing a frame: bytes, or nil and the error.
+unsafe fn push_send_result(state: *mut lua_State, result: Result<usize, SendError<String>>) -> c_int {
+    unsafe {
+        match result {
+            Ok(bytes) => {
+                ffi::lua_pushinteger(state, bytes as i64);
+                1
+            }
+            Err(SendError::Encode(message)) => push_fail(state, &message),
+            Err(SendError::Net(error)) => push_fail(state, error),
+        }
+    }
+}
+
+/// Queues the arguments from `first` on as one frame of `kind`.
+unsafe fn send_args(state: *mut lua_State, kind: Kind, route: Option<&Route>, first: c_int) -> c_int {
+    let token = token(state);
+    unsafe {
+        let last = ffi::lua_gettop(state);
+        if last < first {
+            return push_fail(state, errors::INVALID_PARAM);
+        }
+        // Encoding reads the stack without allocating, so the host may stay borrowed.
+        let result = with_host(|host| {
+            host.net
+                .send_with(token, kind, route, |out| encode_args(state, first, last, out))
+        });
+        push_send_result(state, result)
+    }
+}
+
+unsafe extern "C-unwind" fn stream_call(state: *mut lua_State) -> c_int {
+    unsafe { send_args(state, Kind::Call, None, 1) }
+}
+
+unsafe fn forward(state: *mut lua_State, mode: Mode, target: Option<u32>, key: u64, first: c_int) -> c_int {
+    let Some(target) = target else {
+        return unsafe { push_fail(state, errors::INVALID_PARAM) };
+    };
+    let route = Route {
+        mode,
+        target,
+        key,
+        session: 0,
+        is_reply: false,
+    };
+    unsafe { send_args(state, Kind::Forward, Some(&route), first) }
+}
+
+unsafe extern "C-unwind" fn stream_forward_target(state: *mut lua_State) -> c_int {
+    unsafe { forward(state, Mode::Target, service_id_arg(state, 1), 0, 2) }
+}
+
+unsafe extern "C-unwind" fn stream_forward_master(state: *mut lua_State) -> c_int {
+    unsafe { forward(state, Mode::Master, group_arg(state, 1), 0, 2) }
+}
+
+unsafe extern "C-unwind" fn stream_forward_random(state: *mut lua_State) -> c_int {
+    unsafe { forward(state, Mode::Random, group_arg(state, 1), 0, 2) }
+}
+
+unsafe extern "C-unwind" fn stream_forward_broadcast(state: *mut lua_State) -> c_int {
+    unsafe { forward(state, Mode::Broadcast, group_arg(state, 1), 0, 2) }
+}
+
+/// The hash of a key: integers (or integral floats) by value, strings by FNV-1a.
+pub unsafe fn hash_key_arg(state: *mut lua_State, index: c_int) -> Option<u64> {
+    unsafe {
+        match ffi::lua_type(state, index) {
+            ffi::LUA_TSTRING => string_arg(state, index).map(hash_bytes),
+            _ => integer_arg(state, index).map(hash_integer),
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int {
+    unsafe {
+        let Some(key) = hash_key_arg(state, 2) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        forward(state, Mode::Hash, group_arg(state, 1), key, 3)
+    }
+}
+
+unsafe extern "C-unwind" fn stream_set_timeout(state: *mut lua_State) -> c_int {
+    let token = token(state);
+    unsafe {
+        let Some(ms) = integer_arg(state, 1).filter(|&ms| ms >= 0) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let ok = with_host(|host| host.net.set_idle_timeout(token, Duration::from_millis(ms as u64)));
+        push_bool_or_closed(state, ok)
+    }
+}
+
+unsafe extern "C-unwind" fn stream_set_nodelay(state: *mut lua_State) -> c_int {
+    let token = token(state);
+    unsafe {
+        let nodelay = ffi::lua_type(state, 1) <= ffi::LUA_TNIL || ffi::lua_toboolean(state, 1) != 0;
+        let ok = with_host(|host| host.net.set_nodelay(token, nodelay));
+        push_bool_or_closed(state, ok)
+    }
+}
+
+unsafe fn buffer_size(state: *mut lua_State, apply: fn(&mut crate::net::NetCore, Token, usize) -> bool) -> c_int {
+    let token = token(state);
+    unsafe {
+        let Some(bytes) = integer_arg(state, 1).filter(|&n| n > 0) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let ok = with_host(|host| apply(&mut host.net, token, bytes as usize));
+        push_bool_or_closed(state, ok)
+    }
+}
+
+unsafe extern "C-unwind" fn stream_set_recv_buffer_size(state: *mut lua_State) -> c_int {
+    unsafe { buffer_size(state, crate::net::NetCore::set_recv_buffer_size) }
+}
+
+unsafe extern "C-unwind" fn stream_set_send_buffer_size(state: *mut lua_State) -> c_int {
+    unsafe { buffer_size(state, crate::net::NetCore::set_send_buffer_size) }
+}
+
+unsafe fn push_bool_or_closed(state: *mut lua_State, ok: bool) -> c_int {
+    unsafe {
+        if ok {
+            ffi::lua_pushboolean(state, 1);
+            1
+        } else {
+            push_fail(state, errors::CLOSED)
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! One TCP connection: its socket, its pending input and its unsent output.
+//!
+//! Buffers are allocated only while they hold bytes, so an idle stream costs
+//! no buffer memory: complete frames are read through a shared scratch
+//! buffer and only the bytes of an unfinished frame are kept here.
+
+use std::io::{self, Write};
+use std::mem::MaybeUninit;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::errors;
+use crate::runtime::timers::TimerId;
+
+/// Default limit of unsent output per stream.
+pub const DEFAULT_SEND_BUFFER: usize = 64 << 20;
+/// Output buffers larger than this are freed once flushed.
+const KEEP_OUTPUT_CAPACITY: usize = 256 << 10;
+
+/// Where a stream is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for the host name to resolve.
+    Resolving,
+    /// Non-blocking connect in progress.
+    Connecting,
+    /// Connected; reads and writes flow.
+    Open,
+    /// Closed by the script: flushing what was queued, then closing.
+    Closing,
+}
+
+/// The result of one write attempt.
+pub enum Flushed {
+    /// Everything queued is on the wire.
+    All,
+    /// The socket is full; the rest waits for a writable event.
+    Blocked,
+    /// The connection broke.
+    Failed,
+}
+
+/// A connection and its buffers.
+pub struct Stream {
+    /// Index of the manager that owns it.
+    pub mgr: u32,
+    /// Life-cycle state.
+    pub state: State,
+    /// The socket, absent while resolving.
+    pub socket: Option<TcpStream>,
+    /// The peer's address text (or the host asked for, before connecting).
+    pub ip: String,
+    /// The peer's port.
+    pub port: u16,
+    /// Bytes of an unfinished frame.
+    pub input: Vec<u8>,
+    output: Vec<u8>,
+    out_pos: usize,
+    /// A write hit EAGAIN: wait for the writable event before writing again.
+    pub write_blocked: bool,
+    /// Listed for the end-of-pass flush.
+    pub dirty: bool,
+    /// Most unsent output allowed before `send-buffer-full`.
+    pub send_limit: usize,
+    /// Close when nothing was received for this long.
+    pub idle_timeout: Option<Duration>,
+    /// When bytes last arrived.
+    pub last_recv: Instant,
+    /// The timer checking the idle timeout.
+    pub idle_timer: Option<TimerId>,
+    /// The connect or close deadline.
+    pub deadline_timer: Option<TimerId>,
+    /// TCP_NODELAY wanted (applied once connected).
+    pub nodelay: bool,
+}
+
+impl Stream {
+    /// A stream in `state` owned by manager `mgr`.
+    pub fn new(mgr: u32, state: State, socket: Option<TcpStream>, ip: String, port: u16) -> Self {
+        Stream {
+            mgr,
+            state,
+            socket,
+            ip,
+            port,
+            input: Vec::new(),
+            output: Vec::new(),
+            out_pos: 0,
+            write_blocked: false,
+            dirty: false,
+            send_limit: DEFAULT_SEND_BUFFER,
+            idle_timeout: None,
+            last_recv: Instant::now(),
+            idle_timer: None,
+            deadline_timer: None,
+            nodelay: true,
+        }
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn unsent(&self) -> usize {
+        self.output.len() - self.out_pos
+    }
+
+    /// The output buffer, compacted so appends do not grow it without bound.
+    pub fn output_mut(&mut self) -> &mut Vec<u8> {
+        if self.out_pos > 0 && self.out_pos >= self.output.len() / 2 {
+            self.output.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        &mut self.output
+    }
+
+    /// Accepts the frame written at `output[start..]` unless it breaks the send limit.
+    pub fn commit_output(&mut self, start: usize) -> Result<usize, &'static str> {
+        let size = self.output.len() - start;
+        if self.output.len() - self.out_pos > self.send_limit {
+            self.output.truncate(start);
+            return Err(errors::SEND_BUFFER_FULL);
+        }
+        Ok(size)
+    }
+
+    /// Drops a frame written at `output[start..]`.
+    pub fn discard_output(&mut self, start: usize) {
+        self.output.truncate(start);
+    }
+
+    /// Reads once into the spare capacity of `buf`. `Ok(0)` is end of stream.
+    pub fn recv_into(&self, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+        let Some(socket) = &self.socket else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        buf.reserve(want);
+        let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+        let received = socket2::SockRef::from(socket).recv(spare)?;
+        // SAFETY: recv initialised exactly `received` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + received) };
+        Ok(received)
+    }
+
+    /// Writes queued output until done or the socket is full.
+    pub fn flush(&mut self) -> Flushed {
+        let Some(mut socket) = self.socket.as_ref() else {
+            return Flushed::Blocked;
+        };
+        while self.out_pos < self.output.len() {
+            match socket.write(&self.output[self.out_pos..]) {
+                Ok(0) => return Flushed::Failed,
+                Ok(written) => self.out_pos += written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Flushed::Blocked;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flushed::Failed,
+            }
+        }
+        self.out_pos = 0;
+        if self.output.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.output = Vec::new();
+        } else {
+            self.output.clear();
+        }
+        Flushed::All
+    }
+}

@@ -1,0 +1,305 @@
+//! The route table of a router: groups of service nodes, each node a stream token.
+//!
+//! Nodes are kept sorted by service id so every router that holds the same
+//! registrations picks the same node for a hash key and the same master.
+
+pub mod service_id;
+
+/// A stream's token as the route table sees it; 0 keeps a slot without a stream.
+pub type Token = u64;
+
+/// Largest group number.
+pub const MAX_GROUP: u32 = 255;
+
+#[derive(Default, Clone)]
+struct Group {
+    /// (service id, token), sorted by service id.
+    nodes: Vec<(u32, Token)>,
+    /// Explicit master token, 0 when none is set.
+    master: Token,
+}
+
+impl Group {
+    fn live_tokens(&self) -> impl Iterator<Item = Token> + '_ {
+        self.nodes.iter().map(|&(_, token)| token).filter(|&token| token != 0)
+    }
+
+    /// The first non-zero slot at or after `start`, wrapping around.
+    fn walk_from(&self, start: usize) -> Option<Token> {
+        let count = self.nodes.len();
+        (0..count)
+            .map(|step| self.nodes[(start + step) % count].1)
+            .find(|&token| token != 0)
+    }
+}
+
+/// Groups 1..=255 and their nodes.
+pub struct RouteTable {
+    groups: Vec<Group>,
+    rng_state: u64,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RouteTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
+        RouteTable {
+            groups: vec![Group::default(); MAX_GROUP as usize + 1],
+            rng_state: seed | 1,
+        }
+    }
+
+    fn group(&self, group: u32) -> Option<&Group> {
+        self.groups.get(group as usize)
+    }
+
+    /// Sets the token of a service (0 keeps its slot), or removes it with `None`.
+    /// Returns false when the id is not a valid service id.
+    pub fn set(&mut self, service_id: u32, token: Option<Token>) -> bool {
+        if !service_id::is_valid(service_id) {
+            return false;
+        }
+        let group = &mut self.groups[service_id::group(service_id) as usize];
+        let found = group.nodes.binary_search_by_key(&service_id, |&(id, _)| id);
+        match (found, token) {
+            (Ok(at), Some(token)) => {
+                let old = group.nodes[at].1;
+                if old != token && group.master == old {
+                    group.master = 0;
+                }
+                group.nodes[at].1 = token;
+            }
+            (Err(at), Some(token)) => group.nodes.insert(at, (service_id, token)),
+            (Ok(at), None) => {
+                let (_, old) = group.nodes.remove(at);
+                if group.master == old {
+                    group.master = 0;
+                }
+            }
+            (Err(_), None) => {}
+        }
+        true
+    }
+
+    /// Sets the explicit master of a group; 0 clears it. False for a bad group.
+    pub fn set_master(&mut self, group: u32, token: Token) -> bool {
+        if group == 0 || group > MAX_GROUP {
+            return false;
+        }
+        self.groups[group as usize].master = token;
+        true
+    }
+
+    /// Removes every node and master that uses `token`; returns the service ids removed.
+    pub fn remove_token(&mut self, token: Token) -> Vec<u32> {
+        let mut removed = Vec::new();
+        if token == 0 {
+            return removed;
+        }
+        for group in &mut self.groups {
+            group.nodes.retain(|&(id, t)| {
+                let keep = t != token;
+                if !keep {
+                    removed.push(id);
+                }
+                keep
+            });
+            if group.master == token {
+                group.master = 0;
+            }
+        }
+        removed
+    }
+
+    /// The token of one service.
+    pub fn target(&self, service_id: u32) -> Option<Token> {
+        let group = self.group(service_id::group(service_id))?;
+        let at = group.nodes.binary_search_by_key(&service_id, |&(id, _)| id).ok()?;
+        Some(group.nodes[at].1).filter(|&token| token != 0)
+    }
+
+    /// The explicit master, else the first node in id order with a live token.
+    pub fn master(&self, group: u32) -> Option<Token> {
+        let group = self.group(group)?;
+        if group.master != 0 {
+            return Some(group.master);
+        }
+        group.live_tokens().next()
+    }
+
+    /// The node for `key`: `key % count` over the sorted nodes, walking forward past zero slots.
+    pub fn hash(&self, group: u32, key: u64) -> Option<Token> {
+        let group = self.group(group)?;
+        if group.nodes.is_empty() {
+            return None;
+        }
+        group.walk_from((key % group.nodes.len() as u64) as usize)
+    }
+
+    /// A random live node.
+    pub fn random(&mut self, group: u32) -> Option<Token> {
+        let count = self.group(group)?.nodes.len();
+        if count == 0 {
+            return None;
+        }
+        let pick = (self.next_random() % count as u64) as usize;
+        self.groups[group as usize].walk_from(pick)
+    }
+
+    /// Every live node of a group.
+    pub fn broadcast(&self, group: u32) -> impl Iterator<Item = Token> + '_ {
+        self.group(group).into_iter().flat_map(Group::live_tokens)
+    }
+
+    /// The (service id, token) pairs of a group in order.
+    pub fn nodes(&self, group: u32) -> &[(u32, Token)] {
+        self.group(group).map_or(&[], |g| g.nodes.as_slice())
+    }
+
+    // xorshift64*: cheap, and good enough to spread load.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng_state = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// The documented hash of a string key: 64-bit FNV-1a over its bytes.
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The hash of an integer key: its two's-complement bits.
+pub fn hash_integer(key: i64) -> u64 {
+    key as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_id::make;
+    use super::*;
+
+    #[test]
+    fn nodes_sorted_whatever_the_order() {
+        let mut a = RouteTable::new();
+        let mut b = RouteTable::new();
+        for i in [3, 1, 2] {
+            a.set(make(2, i), Some(100 + u64::from(i)));
+        }
+        for i in [1, 2, 3] {
+            b.set(make(2, i), Some(100 + u64::from(i)));
+        }
+        for key in 0..50 {
+            assert_eq!(a.hash(2, key), b.hash(2, key));
+        }
+        assert_eq!(a.hash(2, 0), Some(101));
+        assert_eq!(a.hash(2, 4), Some(102));
+    }
+
+    #[test]
+    fn zero_slots_walk_forward() {
+        let mut t = RouteTable::new();
+        t.set(make(2, 1), Some(11));
+        t.set(make(2, 2), Some(0));
+        t.set(make(2, 3), Some(13));
+        assert_eq!(t.hash(2, 1), Some(13));
+        assert_eq!(t.hash(2, 2), Some(13));
+        t.set(make(2, 3), Some(0));
+        assert_eq!(t.hash(2, 2), Some(11));
+        t.set(make(2, 1), Some(0));
+        assert_eq!(t.hash(2, 2), None);
+        assert_eq!(t.random(2), None);
+        assert_eq!(t.broadcast(2).count(), 0);
+    }
+
+    #[test]
+    fn removing_respreads() {
+        let mut t = RouteTable::new();
+        for i in 1..=3 {
+            t.set(make(2, i), Some(u64::from(i)));
+        }
+        assert_eq!(t.hash(2, 5), Some(3));
+        t.set(make(2, 3), None);
+        assert_eq!(t.hash(2, 5), Some(2));
+    }
+
+    #[test]
+    fn master_default_and_explicit() {
+        let mut t = RouteTable::new();
+        assert_eq!(t.master(4), None);
+        t.set(make(4, 2), Some(22));
+        t.set(make(4, 1), Some(0));
+        assert_eq!(t.master(4), Some(22));
+        t.set(make(4, 1), Some(21));
+        assert_eq!(t.master(4), Some(21));
+        t.set_master(4, 22);
+        assert_eq!(t.master(4), Some(22));
+        // Removing the explicit master falls back to the first live node.
+        t.set(make(4, 2), None);
+        assert_eq!(t.master(4), Some(21));
+        t.set_master(4, 21);
+        t.set_master(4, 0);
+        assert_eq!(t.master(4), Some(21));
+    }
+
+    #[test]
+    fn target_and_removal_by_token() {
+        let mut t = RouteTable::new();
+        t.set(make(1, 1), Some(5));
+        t.set(make(3, 7), Some(5));
+        t.set(make(3, 8), Some(6));
+        assert_eq!(t.target(make(3, 7)), Some(5));
+        assert_eq!(t.target(make(3, 9)), None);
+        let mut removed = t.remove_token(5);
+        removed.sort();
+        assert_eq!(removed, vec![make(1, 1), make(3, 7)]);
+        assert_eq!(t.target(make(3, 7)), None);
+        assert_eq!(t.nodes(3), &[(make(3, 8), 6)]);
+    }
+
+    #[test]
+    fn invalid_ids_rejected() {
+        let mut t = RouteTable::new();
+        assert!(!t.set(0, Some(1)));
+        assert!(!t.set(make(1, 0), Some(1)));
+        assert!(!t.set(256 << 16 | 1, Some(1)));
+        assert!(!t.set_master(0, 1));
+        assert!(!t.set_master(256, 1));
+    }
+
+    #[test]
+    fn random_and_broadcast_cover_all() {
+        let mut t = RouteTable::new();
+        for i in 1..=4 {
+            t.set(make(5, i), Some(u64::from(i)));
+        }
+        let mut seen = [false; 5];
+        for _ in 0..200 {
+            seen[t.random(5).unwrap() as usize] = true;
+        }
+        assert!(seen[1..].iter().all(|&s| s));
+        assert_eq!(t.broadcast(5).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn documented_hashes() {
+        // FNV-1a 64 reference values.
+        assert_eq!(hash_bytes(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash_bytes(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash_integer(-1), u64::MAX);
+    }
+}
