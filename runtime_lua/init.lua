@@ -5,3 +5,6 @@ require("luna.log")
 require("luna.timer")
 require("luna.import")
 require("luna.entry")
+
+-- The seed luna exposed the socket manager constructor as a global.
+create_socket_mgr = luna.create_socket_mgr
