@@ -107,15 +107,24 @@ impl Encoder<'_> {
             }
             let index = ffi::lua_absindex(state, index);
             self.ancestors.push(identity);
+            // An array needs every key 1..n and nothing else: a border n alone is not enough
+            // ({1, 2, nil, 4, [10] = x} has border 4 and four pairs).
             let sequence_len = ffi::lua_rawlen(state, index);
             let mut pairs = 0usize;
+            let mut in_sequence = 0usize;
             ffi::lua_pushnil(state);
             while ffi::lua_next(state, index) != 0 {
                 pairs += 1;
+                if ffi::lua_isinteger(state, -2) != 0 {
+                    let key = ffi::lua_tointegerx(state, -2, std::ptr::null_mut());
+                    if key >= 1 && key as u64 <= sequence_len as u64 {
+                        in_sequence += 1;
+                    }
+                }
                 ffi::lua_pop(state, 1);
             }
             let count = u32::try_from(pairs).map_err(|_| self.error("a table with too many entries"))?;
-            if sequence_len > 0 && pairs == sequence_len {
+            if sequence_len > 0 && pairs == sequence_len && in_sequence == sequence_len {
                 let _ = rmp::encode::write_array_len(self.out, count);
                 for at in 1..=sequence_len as i64 {
                     ffi::lua_rawgeti(state, index, at);

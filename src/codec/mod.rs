@@ -13,3 +13,6 @@ pub use encode::encode_args;
 
 /// Deepest table nesting a message may have (the outermost argument table is level 1).
 pub const MAX_DEPTH: usize = 32;
+
+#[cfg(test)]
+mod tests;

@@ -184,8 +184,15 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
     unsafe {
         let top = ffi::lua_gettop(state);
         if !push_message_handler(state, token) {
-            with_host(|host| host.net.count(token, |stats| stats.unhandled += 1));
-            log::warn(&format!("stream {token} has no on_call handler: a message was dropped"));
+            let dropped = with_host(|host| {
+                host.net.count(token, |stats| stats.unhandled += 1);
+                host.net.manager_stats(token).map_or(0, |stats| stats.unhandled)
+            });
+            if dropped.is_power_of_two() {
+                log::warn(&format!(
+                    "stream {token} has no on_call handler: message dropped ({dropped} dropped so far on its manager)"
+                ));
+            }
             return;
         }
         match decode_args(state, payload) {

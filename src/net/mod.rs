@@ -34,6 +34,8 @@ pub const DEFAULT_PACKAGE_SIZE: usize = 16 << 20;
 const READ_CHUNK: usize = 64 << 10;
 /// How long a closed stream may take to flush what it queued.
 const CLOSE_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+/// Unsent bytes past which a stream is written at once instead of at the end of the pass.
+const EARLY_FLUSH: usize = 1 << 20;
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -632,6 +634,14 @@ impl NetCore {
         }
     }
 
+    /// The counters of the stream's manager.
+    pub fn manager_stats(&self, token: Token) -> Option<&Stats> {
+        match self.slot(token) {
+            Some(Entry::Stream(stream)) => self.managers.get(stream.mgr as usize).map(|m| &m.stats),
+            _ => None,
+        }
+    }
+
     /// Counts an event on the stream's manager.
     pub fn count(&mut self, token: Token, counter: impl FnOnce(&mut Stats)) {
         if let Some(Entry::Stream(stream)) = self.slot(token) {
@@ -673,7 +683,12 @@ impl NetCore {
         frame::finish(out, start);
         match stream.commit_output(start) {
             Ok(size) => {
-                self.mark_dirty(token);
+                // A big backlog is written now rather than at the end of the pass.
+                if stream.unsent() >= EARLY_FLUSH && !stream.write_blocked && stream.state == State::Open {
+                    self.flush_stream(token);
+                } else {
+                    self.mark_dirty(token);
+                }
                 Ok(size)
             }
             Err(error) => {
