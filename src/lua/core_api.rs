@@ -245,17 +245,25 @@ unsafe extern "C-unwind" fn log_enabled(state: *mut lua_State) -> c_int {
     1
 }
 
-/// `luna._set_hooks{on_signal = f, on_file_changed = f}`: the runtime's entry points.
+/// `luna._set_hooks{on_signal = f, on_file_changed = f, on_stream_closed = f}`: the
+/// runtime's entry points; fields left out keep their current hook.
 unsafe extern "C-unwind" fn set_hooks(state: *mut lua_State) -> c_int {
     unsafe {
         if ffi::lua_type(state, 1) != ffi::LUA_TTABLE {
             return push_fail(state, "_set_hooks: a table is required");
         }
         let mut slots = refs();
-        raw_field(state, 1, c"on_signal");
-        slots.on_signal = make_ref(state);
-        raw_field(state, 1, c"on_file_changed");
-        slots.on_file_changed = make_ref(state);
+        for (name, slot) in [
+            (c"on_signal", &mut slots.on_signal),
+            (c"on_file_changed", &mut slots.on_file_changed),
+            (c"on_stream_closed", &mut slots.on_stream_closed),
+        ] {
+            if raw_field(state, 1, name) == ffi::LUA_TNIL {
+                ffi::lua_pop(state, 1);
+            } else {
+                *slot = make_ref(state);
+            }
+        }
         host::set_refs(slots);
     }
     0

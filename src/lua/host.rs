@@ -53,11 +53,13 @@ pub struct Refs {
     pub on_signal: i32,
     /// Runtime hook called with the path of a changed file.
     pub on_file_changed: i32,
+    /// Runtime hook called with the token and error of a stream that closed.
+    pub on_stream_closed: i32,
 }
 
 thread_local! {
     static HOST: RefCell<Option<Host>> = const { RefCell::new(None) };
-    static REFS: Cell<Refs> = const { Cell::new(Refs { objects: 0, timers: 0, object_meta: 0, on_signal: 0, on_file_changed: 0 }) };
+    static REFS: Cell<Refs> = const { Cell::new(Refs { objects: 0, timers: 0, object_meta: 0, on_signal: 0, on_file_changed: 0, on_stream_closed: 0 }) };
     static IN_PASS: Cell<bool> = const { Cell::new(false) };
     /// Table address -> token of listener and stream tables, for `__gc`.
     static OBJECT_TOKENS: RefCell<HashMap<usize, Token>> = RefCell::new(HashMap::new());

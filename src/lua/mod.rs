@@ -138,6 +138,7 @@ unsafe fn install_module(state: *mut lua_State, options: &Options) {
             object_meta,
             on_signal: ffi::LUA_REFNIL,
             on_file_changed: ffi::LUA_REFNIL,
+            on_stream_closed: ffi::LUA_REFNIL,
         });
 
         ffi::lua_createtable(state, 0, 64);

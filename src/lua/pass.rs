@@ -152,7 +152,19 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
             Body::ForwardError(failure, route, payload) => {
                 dispatch_forward_error(state, token, failure, &route, payload)
             }
-            Body::Cancel(_) => {}
+            Body::Cancel(session) => with_host(|host| host.net.cancel_call(token, session)),
+            Body::Routed(session, ids) => {
+                call_handler(state, token, c"on_broadcast_targets", &|| {
+                    ffi::lua_pushinteger(state, i64::from(session));
+                    ffi::lua_createtable(state, (ids.len() / 4) as c_int, 0);
+                    for (at, id) in ids.chunks_exact(4).enumerate() {
+                        let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+                        ffi::lua_pushinteger(state, i64::from(id));
+                        ffi::lua_rawseti(state, -2, at as i64 + 1);
+                    }
+                    2
+                });
+            }
         }
     }
 }
@@ -220,7 +232,9 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
     }
 }
 
-/// Reports an undeliverable forward: `on_forward_error(err, mode, target, msg, ...)`.
+/// Reports an undeliverable forward: `on_call_failed(session, err, mode, target)` for
+/// a tracked call when the stream has that handler, else
+/// `on_forward_error(err, mode, target, msg, ...)`.
 unsafe fn dispatch_forward_error(
     state: *mut lua_State,
     token: Token,
@@ -229,6 +243,17 @@ unsafe fn dispatch_forward_error(
     payload: &[u8],
 ) {
     unsafe {
+        if route.session != 0
+            && call_handler(state, token, c"on_call_failed", &|| {
+                ffi::lua_pushinteger(state, i64::from(route.session));
+                push_str(state, failure.name());
+                push_str(state, route.mode.name());
+                ffi::lua_pushinteger(state, i64::from(route.target));
+                4
+            })
+        {
+            return;
+        }
         let top = ffi::lua_gettop(state);
         let handled = push_object(state, token) && raw_field(state, -1, c"on_forward_error") == ffi::LUA_TFUNCTION;
         if !handled {
@@ -245,7 +270,16 @@ unsafe fn dispatch_forward_error(
         push_str(state, failure.name());
         push_str(state, route.mode.name());
         ffi::lua_pushinteger(state, i64::from(route.target));
-        let count = decode_args(state, payload).unwrap_or(0);
+        let count = match decode_args(state, payload) {
+            Ok(count) => count,
+            Err(error) if !payload.is_empty() => {
+                log::warn(&format!(
+                    "the message of a failed forward on stream {token} is undecodable ({error})"
+                ));
+                0
+            }
+            Err(_) => 0,
+        };
         pcall_logged(state, 3 + count, &|| format!("on_forward_error of stream {token}"));
         ffi::lua_settop(state, top);
     }
@@ -295,6 +329,7 @@ unsafe fn dispatch_notices(state: *mut lua_State) {
                         push_str(state, error);
                         1
                     };
+                    stream_closed(state, token, error);
                     if !call_handler(state, token, c"on_connect", &push_error)
                         && !call_handler(state, token, c"on_error", &push_error)
                     {
@@ -305,6 +340,7 @@ unsafe fn dispatch_notices(state: *mut lua_State) {
                     forget_object(state, token);
                 }
                 Notice::Closed(token, error) => {
+                    stream_closed(state, token, error);
                     if !call_handler(state, token, c"on_error", &|| {
                         push_str(state, error);
                         1
@@ -315,6 +351,20 @@ unsafe fn dispatch_notices(state: *mut lua_State) {
                 }
             }
         }
+    }
+}
+
+/// Tells the runtime (the RPC layer) that a stream is gone: `hooks.on_stream_closed(token, err)`.
+pub unsafe fn stream_closed(state: *mut lua_State, token: Token, error: &str) {
+    unsafe {
+        push_ref(state, refs().on_stream_closed);
+        if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
+            ffi::lua_pop(state, 1);
+            return;
+        }
+        ffi::lua_pushinteger(state, token as i64);
+        push_str(state, error);
+        pcall_logged(state, 2, &|| "on_stream_closed".into());
     }
 }
 

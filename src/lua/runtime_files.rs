@@ -16,6 +16,9 @@ const FILES: &[(&str, &str)] = &[
     ("timer", include_str!("../../runtime_lua/timer.lua")),
     ("import", include_str!("../../runtime_lua/import.lua")),
     ("entry", include_str!("../../runtime_lua/entry.lua")),
+    ("rpc", include_str!("../../runtime_lua/rpc.lua")),
+    ("cluster", include_str!("../../runtime_lua/cluster.lua")),
+    ("router", include_str!("../../runtime_lua/router.lua")),
 ];
 
 /// Pushes the compiled chunk of runtime module `name`, or an error message.

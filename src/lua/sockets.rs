@@ -50,6 +50,8 @@ pub const STREAM_METHODS: Methods = &[
     (c"forward_random", stream_forward_random),
     (c"forward_broadcast", stream_forward_broadcast),
     (c"forward_hash", stream_forward_hash),
+    (c"_forward", stream_forward_tracked),
+    (c"_cancel", stream_cancel),
 ];
 
 /// `luna.create_socket_mgr(max_fd)`: a new manager table.
@@ -247,6 +249,9 @@ unsafe extern "C-unwind" fn socket_close(state: *mut lua_State) -> c_int {
     let token = token(state);
     let was_open = with_host(|host| host.net.close(token));
     unsafe {
+        if was_open {
+            pass::stream_closed(state, token, errors::CLOSED);
+        }
         forget_object(state, token);
         ffi::lua_pushboolean(state, c_int::from(was_open));
     }
@@ -334,6 +339,60 @@ unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int 
             return push_fail(state, errors::INVALID_PARAM);
         };
         forward(state, Mode::Hash, group_arg(state, 1), key, 3)
+    }
+}
+
+/// `stream._forward(mode, target, key, session, is_reply, msg, ...)`: a forward
+/// whose answer the router tracks (used by the RPC layer).
+unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_int {
+    unsafe {
+        let mode = match str_arg(state, 1) {
+            Some("target") => Mode::Target,
+            Some("master") => Mode::Master,
+            Some("random") => Mode::Random,
+            Some("broadcast") => Mode::Broadcast,
+            Some("hash") => Mode::Hash,
+            _ => return push_fail(state, errors::INVALID_PARAM),
+        };
+        let target = if mode == Mode::Target {
+            service_id_arg(state, 2)
+        } else {
+            group_arg(state, 2)
+        };
+        let key = if mode == Mode::Hash {
+            hash_key_arg(state, 3)
+        } else {
+            Some(0)
+        };
+        let session = integer_arg(state, 4).and_then(|s| u32::try_from(s).ok());
+        let (Some(target), Some(key), Some(session)) = (target, key, session) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let route = Route {
+            mode,
+            target,
+            key,
+            session,
+            is_reply: ffi::lua_toboolean(state, 5) != 0,
+        };
+        send_args(state, Kind::Forward, Some(&route), 6)
+    }
+}
+
+/// `stream._cancel(session)`: tells the router a tracked call was given up.
+unsafe extern "C-unwind" fn stream_cancel(state: *mut lua_State) -> c_int {
+    let token = token(state);
+    unsafe {
+        let Some(session) = integer_arg(state, 1).and_then(|s| u32::try_from(s).ok()) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let result = with_host(|host| {
+            host.net.send_with(token, Kind::Cancel, None, |out| {
+                out.extend_from_slice(&session.to_be_bytes());
+                Ok::<(), String>(())
+            })
+        });
+        push_send_result(state, result)
     }
 }
 

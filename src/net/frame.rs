@@ -26,6 +26,8 @@ pub enum Kind {
     ForwardError = 4,
     /// Tells a router that a tracked call was given up by its caller.
     Cancel = 5,
+    /// A router's list of the services a tracked broadcast reached.
+    Routed = 6,
 }
 
 /// How a router picks the receivers of a forward.
@@ -128,6 +130,8 @@ pub enum Body<'a> {
     ForwardError(ForwardFailure, Route, &'a [u8]),
     /// A caller gave up on a tracked call.
     Cancel(u32),
+    /// The service ids (4 bytes each) a tracked broadcast reached.
+    Routed(u32, &'a [u8]),
 }
 
 /// Why bytes from a peer are not a frame.
@@ -199,6 +203,14 @@ pub fn parse_body(body: &[u8]) -> Result<Body<'_>, FrameError> {
         k if k == Kind::Cancel as u8 => {
             let session = read_u32(rest, 0).ok_or(FrameError::Bad("short header"))?;
             Ok(Body::Cancel(session))
+        }
+        k if k == Kind::Routed as u8 => {
+            let session = read_u32(rest, 0).ok_or(FrameError::Bad("short header"))?;
+            let ids = &rest[4..];
+            if ids.len() % 4 != 0 {
+                return Err(FrameError::Bad("bad service id list"));
+            }
+            Ok(Body::Routed(session, ids))
         }
         _ => Err(FrameError::Bad("unknown frame kind")),
     }
@@ -282,6 +294,16 @@ pub fn push_cancel(out: &mut Vec<u8>, session: u32) -> usize {
     finish(out, start)
 }
 
+/// Appends a `Routed` frame listing the service ids a tracked broadcast reached.
+pub fn push_routed(out: &mut Vec<u8>, session: u32, ids: impl Iterator<Item = u32>) -> usize {
+    let start = begin(out, Kind::Routed);
+    out.extend_from_slice(&session.to_be_bytes());
+    for id in ids {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    finish(out, start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +371,20 @@ mod tests {
         let mut out = Vec::new();
         push_cancel(&mut out, 1234);
         assert_eq!(parse_body(body(&out)), Ok(Body::Cancel(1234)));
+    }
+
+    #[test]
+    fn routed_round_trip() {
+        let mut out = Vec::new();
+        push_routed(&mut out, 7, [0x0002_0001, 0x0002_0003].into_iter());
+        assert_eq!(
+            parse_body(body(&out)),
+            Ok(Body::Routed(7, &[0, 2, 0, 1, 0, 2, 0, 3][..]))
+        );
+        assert_eq!(
+            parse_body(&[6, 0, 0, 0, 1, 9]),
+            Err(FrameError::Bad("bad service id list"))
+        );
     }
 
     #[test]

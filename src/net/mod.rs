@@ -5,11 +5,12 @@
 //! [`Notice`]s; the Lua layer turns those into callbacks.
 
 pub mod errors;
+mod forward;
 pub mod frame;
 pub mod resolver;
 pub mod stream;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::log;
 use crate::route::RouteTable;
 use crate::runtime::timers::Timers;
-use frame::{Body, ForwardFailure, Kind, Mode, Route};
+use forward::Inflight;
+use frame::{Body, Kind, Route};
 use resolver::Resolver;
 use stream::{Flushed, State, Stream};
 
@@ -163,6 +165,10 @@ pub struct NetCore {
     scratch: Vec<u8>,
     resolver: Resolver,
     refused_logged_at: Option<Instant>,
+    /// Routed calls waiting for an answer, by (caller token, session).
+    inflight: HashMap<(Token, u32), Inflight>,
+    /// Tracked calls whose receiver went away, to report to their callers.
+    lost: Vec<forward::LostCall>,
 }
 
 fn token_of(index: u32, generation: u32) -> Token {
@@ -188,6 +194,8 @@ impl NetCore {
             timers: Timers::new(),
             scratch: Vec::with_capacity(READ_CHUNK),
             refused_logged_at: None,
+            inflight: HashMap::new(),
+            lost: Vec::new(),
         }
     }
 
@@ -528,7 +536,7 @@ impl NetCore {
         match result {
             Ok(0) => {
                 self.put_back(token, data, from_scratch);
-                self.fail(token, errors::CONNECTION_LOST);
+                self.peer_closed(token);
                 ReadResult::Closed
             }
             Ok(received) => {
@@ -709,71 +717,9 @@ impl NetCore {
         }
     }
 
-    /// Passes a `Forward` frame's payload to the receivers its route picks.
-    pub fn forward(&mut self, from: Token, route: &Route, payload: &[u8]) {
-        let Some(Entry::Stream(stream)) = self.slot(from) else {
-            return;
-        };
-        let mgr = stream.mgr as usize;
-        let routes = &mut self.managers[mgr].routes;
-        let failure = if route.mode == Mode::Broadcast {
-            let receivers: Vec<Token> = routes.broadcast(route.target).collect();
-            let mut delivered = 0;
-            for receiver in receivers {
-                if self.deliver(receiver, payload).is_ok() {
-                    delivered += 1;
-                }
-            }
-            (delivered == 0).then_some(ForwardFailure::NoRoute)
-        } else {
-            let receiver = match route.mode {
-                Mode::Target => routes.target(route.target),
-                Mode::Master => routes.master(route.target),
-                Mode::Random => routes.random(route.target),
-                Mode::Hash => routes.hash(route.target, route.key),
-                Mode::Broadcast => unreachable!(),
-            };
-            match receiver {
-                Some(receiver) => self.deliver(receiver, payload).err(),
-                None => Some(ForwardFailure::NoRoute),
-            }
-        };
-        let stats = &mut self.managers[mgr].stats;
-        match failure {
-            None => stats.forwarded += 1,
-            Some(failure) => {
-                stats.forward_failed += 1;
-                self.report_forward_failure(from, failure, route, payload);
-            }
-        }
-    }
-
-    fn deliver(&mut self, receiver: Token, payload: &[u8]) -> Result<(), ForwardFailure> {
-        let result = self.send_with(receiver, Kind::Deliver, None, |out| {
-            out.extend_from_slice(payload);
-            Ok::<(), ()>(())
-        });
-        match result {
-            Ok(_) => Ok(()),
-            Err(SendError::Net(errors::SEND_BUFFER_FULL)) => Err(ForwardFailure::SendBufferFull),
-            Err(_) => Err(ForwardFailure::NoRoute),
-        }
-    }
-
-    fn report_forward_failure(&mut self, to: Token, failure: ForwardFailure, route: &Route, payload: &[u8]) {
-        let Some(stream) = self.stream(to) else { return };
-        let out = stream.output_mut();
-        let start = out.len();
-        frame::push_forward_error(out, failure, route, payload);
-        if stream.commit_output(start).is_ok() {
-            self.mark_dirty(to);
-        } else {
-            self.fail(to, errors::SEND_BUFFER_FULL);
-        }
-    }
-
     /// Writes every stream with output queued this pass.
     pub fn flush_dirty(&mut self) {
+        self.report_lost_calls();
         // Flushing never marks streams dirty, so the list is stable while we walk it.
         for at in 0..self.dirty.len() {
             let Some(token) = self.token_at(self.dirty[at] as usize) else {
@@ -882,6 +828,19 @@ impl NetCore {
         }
     }
 
+    /// The peer finished sending. Output still queued (replies to what it
+    /// sent) is flushed before closing, as a peer that half-closed may still read.
+    fn peer_closed(&mut self, token: Token) {
+        let pending = self
+            .stream(token)
+            .is_some_and(|s| s.state == State::Open && s.unsent() > 0);
+        if !pending {
+            return self.fail(token, errors::CONNECTION_LOST);
+        }
+        self.notices.push_back(Notice::Closed(token, errors::CONNECTION_LOST));
+        self.close(token);
+    }
+
     /// Closes a stream on error and queues the notice for its script.
     pub fn fail(&mut self, token: Token, error: &'static str) {
         let Some(Entry::Stream(stream)) = self.slot(token) else {
@@ -927,6 +886,7 @@ impl NetCore {
         if let Some(manager) = self.managers.get_mut(mgr as usize) {
             manager.open = manager.open.saturating_sub(1);
         }
+        self.forget_calls_of(token);
     }
 
     /// The next notice for the Lua layer.

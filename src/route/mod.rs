@@ -11,25 +11,28 @@ pub type Token = u64;
 /// Largest group number.
 pub const MAX_GROUP: u32 = 255;
 
+/// A node of a group: (service id, token).
+pub type Node = (u32, Token);
+
 #[derive(Default, Clone)]
 struct Group {
-    /// (service id, token), sorted by service id.
-    nodes: Vec<(u32, Token)>,
+    /// Nodes sorted by service id.
+    nodes: Vec<Node>,
     /// Explicit master token, 0 when none is set.
     master: Token,
 }
 
 impl Group {
-    fn live_tokens(&self) -> impl Iterator<Item = Token> + '_ {
-        self.nodes.iter().map(|&(_, token)| token).filter(|&token| token != 0)
+    fn live(&self) -> impl Iterator<Item = Node> + '_ {
+        self.nodes.iter().copied().filter(|&(_, token)| token != 0)
     }
 
     /// The first non-zero slot at or after `start`, wrapping around.
-    fn walk_from(&self, start: usize) -> Option<Token> {
+    fn walk_from(&self, start: usize) -> Option<Node> {
         let count = self.nodes.len();
         (0..count)
-            .map(|step| self.nodes[(start + step) % count].1)
-            .find(|&token| token != 0)
+            .map(|step| self.nodes[(start + step) % count])
+            .find(|&(_, token)| token != 0)
     }
 }
 
@@ -99,45 +102,29 @@ impl RouteTable {
         true
     }
 
-    /// Removes every node and master that uses `token`; returns the service ids removed.
-    pub fn remove_token(&mut self, token: Token) -> Vec<u32> {
-        let mut removed = Vec::new();
-        if token == 0 {
-            return removed;
-        }
-        for group in &mut self.groups {
-            group.nodes.retain(|&(id, t)| {
-                let keep = t != token;
-                if !keep {
-                    removed.push(id);
-                }
-                keep
-            });
-            if group.master == token {
-                group.master = 0;
-            }
-        }
-        removed
-    }
-
-    /// The token of one service.
-    pub fn target(&self, service_id: u32) -> Option<Token> {
+    /// The node of one service, if its token is live.
+    pub fn target(&self, service_id: u32) -> Option<Node> {
         let group = self.group(service_id::group(service_id))?;
         let at = group.nodes.binary_search_by_key(&service_id, |&(id, _)| id).ok()?;
-        Some(group.nodes[at].1).filter(|&token| token != 0)
+        Some(group.nodes[at]).filter(|&(_, token)| token != 0)
     }
 
     /// The explicit master, else the first node in id order with a live token.
-    pub fn master(&self, group: u32) -> Option<Token> {
+    pub fn master(&self, group: u32) -> Option<Node> {
         let group = self.group(group)?;
         if group.master != 0 {
-            return Some(group.master);
+            let id = group
+                .nodes
+                .iter()
+                .find(|&&(_, token)| token == group.master)
+                .map_or(0, |&(id, _)| id);
+            return Some((id, group.master));
         }
-        group.live_tokens().next()
+        group.live().next()
     }
 
     /// The node for `key`: `key % count` over the sorted nodes, walking forward past zero slots.
-    pub fn hash(&self, group: u32, key: u64) -> Option<Token> {
+    pub fn hash(&self, group: u32, key: u64) -> Option<Node> {
         let group = self.group(group)?;
         if group.nodes.is_empty() {
             return None;
@@ -146,7 +133,7 @@ impl RouteTable {
     }
 
     /// A random live node.
-    pub fn random(&mut self, group: u32) -> Option<Token> {
+    pub fn random(&mut self, group: u32) -> Option<Node> {
         let count = self.group(group)?.nodes.len();
         if count == 0 {
             return None;
@@ -155,13 +142,19 @@ impl RouteTable {
         self.groups[group as usize].walk_from(pick)
     }
 
-    /// Every live node of a group.
-    pub fn broadcast(&self, group: u32) -> impl Iterator<Item = Token> + '_ {
-        self.group(group).into_iter().flat_map(Group::live_tokens)
+    /// Every live stream of a group, once each (a stream may hold several ids).
+    pub fn broadcast(&self, group: u32) -> Vec<Node> {
+        let mut nodes: Vec<Node> = Vec::new();
+        for node in self.group(group).into_iter().flat_map(Group::live) {
+            if !nodes.iter().any(|&(_, token)| token == node.1) {
+                nodes.push(node);
+            }
+        }
+        nodes
     }
 
-    /// The (service id, token) pairs of a group in order.
-    pub fn nodes(&self, group: u32) -> &[(u32, Token)] {
+    /// The nodes of a group in order.
+    pub fn nodes(&self, group: u32) -> &[Node] {
         self.group(group).map_or(&[], |g| g.nodes.as_slice())
     }
 
@@ -206,8 +199,8 @@ mod tests {
         for key in 0..50 {
             assert_eq!(a.hash(2, key), b.hash(2, key));
         }
-        assert_eq!(a.hash(2, 0), Some(101));
-        assert_eq!(a.hash(2, 4), Some(102));
+        assert_eq!(a.hash(2, 0), Some((make(2, 1), 101)));
+        assert_eq!(a.hash(2, 4), Some((make(2, 2), 102)));
     }
 
     #[test]
@@ -216,14 +209,14 @@ mod tests {
         t.set(make(2, 1), Some(11));
         t.set(make(2, 2), Some(0));
         t.set(make(2, 3), Some(13));
-        assert_eq!(t.hash(2, 1), Some(13));
-        assert_eq!(t.hash(2, 2), Some(13));
+        assert_eq!(t.hash(2, 1), Some((make(2, 3), 13)));
+        assert_eq!(t.hash(2, 2), Some((make(2, 3), 13)));
         t.set(make(2, 3), Some(0));
-        assert_eq!(t.hash(2, 2), Some(11));
+        assert_eq!(t.hash(2, 2), Some((make(2, 1), 11)));
         t.set(make(2, 1), Some(0));
         assert_eq!(t.hash(2, 2), None);
         assert_eq!(t.random(2), None);
-        assert_eq!(t.broadcast(2).count(), 0);
+        assert!(t.broadcast(2).is_empty());
     }
 
     #[test]
@@ -232,9 +225,9 @@ mod tests {
         for i in 1..=3 {
             t.set(make(2, i), Some(u64::from(i)));
         }
-        assert_eq!(t.hash(2, 5), Some(3));
+        assert_eq!(t.hash(2, 5).map(|n| n.1), Some(3));
         t.set(make(2, 3), None);
-        assert_eq!(t.hash(2, 5), Some(2));
+        assert_eq!(t.hash(2, 5).map(|n| n.1), Some(2));
     }
 
     #[test]
@@ -243,32 +236,28 @@ mod tests {
         assert_eq!(t.master(4), None);
         t.set(make(4, 2), Some(22));
         t.set(make(4, 1), Some(0));
-        assert_eq!(t.master(4), Some(22));
+        assert_eq!(t.master(4), Some((make(4, 2), 22)));
         t.set(make(4, 1), Some(21));
-        assert_eq!(t.master(4), Some(21));
+        assert_eq!(t.master(4), Some((make(4, 1), 21)));
         t.set_master(4, 22);
-        assert_eq!(t.master(4), Some(22));
+        assert_eq!(t.master(4), Some((make(4, 2), 22)));
         // Removing the explicit master falls back to the first live node.
         t.set(make(4, 2), None);
-        assert_eq!(t.master(4), Some(21));
+        assert_eq!(t.master(4), Some((make(4, 1), 21)));
         t.set_master(4, 21);
         t.set_master(4, 0);
-        assert_eq!(t.master(4), Some(21));
+        assert_eq!(t.master(4), Some((make(4, 1), 21)));
     }
 
     #[test]
-    fn target_and_removal_by_token() {
+    fn target_lookup() {
         let mut t = RouteTable::new();
-        t.set(make(1, 1), Some(5));
         t.set(make(3, 7), Some(5));
-        t.set(make(3, 8), Some(6));
-        assert_eq!(t.target(make(3, 7)), Some(5));
+        t.set(make(3, 8), Some(0));
+        assert_eq!(t.target(make(3, 7)), Some((make(3, 7), 5)));
+        assert_eq!(t.target(make(3, 8)), None);
         assert_eq!(t.target(make(3, 9)), None);
-        let mut removed = t.remove_token(5);
-        removed.sort();
-        assert_eq!(removed, vec![make(1, 1), make(3, 7)]);
-        assert_eq!(t.target(make(3, 7)), None);
-        assert_eq!(t.nodes(3), &[(make(3, 8), 6)]);
+        assert_eq!(t.nodes(3), &[(make(3, 7), 5), (make(3, 8), 0)]);
     }
 
     #[test]
@@ -289,10 +278,14 @@ mod tests {
         }
         let mut seen = [false; 5];
         for _ in 0..200 {
-            seen[t.random(5).unwrap() as usize] = true;
+            seen[t.random(5).unwrap().1 as usize] = true;
         }
         assert!(seen[1..].iter().all(|&s| s));
-        assert_eq!(t.broadcast(5).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        let tokens = |t: &RouteTable| t.broadcast(5).iter().map(|n| n.1).collect::<Vec<_>>();
+        assert_eq!(tokens(&t), vec![1, 2, 3, 4]);
+        // A stream holding two ids of the group gets one copy.
+        t.set(make(5, 9), Some(2));
+        assert_eq!(tokens(&t), vec![1, 2, 3, 4]);
     }
 
     #[test]

@@ -1,0 +1,542 @@
+//! The workloads W1..W8: each starts its processes, measures, and returns
+//! its figures. Every process is a [`Proc`], killed when it goes out of scope.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::codec;
+use crate::proc::{LunaExe, Pinning, Proc, TempDir, rss_bytes};
+
+/// One reported number.
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    pub baseline: Option<f64>,
+    pub note: Option<String>,
+}
+
+impl Figure {
+    pub fn new(name: impl Into<String>, value: f64, unit: &'static str) -> Figure {
+        Figure {
+            name: name.into(),
+            value,
+            unit,
+            baseline: None,
+            note: None,
+        }
+    }
+
+    pub fn baseline(mut self, baseline: f64) -> Figure {
+        self.baseline = Some(baseline);
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Figure {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// value / baseline.
+    pub fn ratio(&self) -> Option<f64> {
+        self.baseline.filter(|b| *b > 0.0).map(|b| self.value / b)
+    }
+}
+
+/// Formats a number with a precision fitting its size.
+pub fn fmt_num(value: f64) -> String {
+    if value.abs() >= 1000.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+const ECHO_SERVER: &str = include_str!("../../../bench/scripts/echo_server.lua");
+const CLIENT: &str = include_str!("../../../bench/scripts/client.lua");
+const ROUTER: &str = include_str!("../../../bench/scripts/router.lua");
+const SERVICE: &str = include_str!("../../../bench/scripts/service.lua");
+const BROADCASTER: &str = include_str!("../../../bench/scripts/broadcaster.lua");
+const IDLE_SERVER: &str = include_str!("../../../bench/scripts/idle_server.lua");
+const RELOAD_MAIN: &str = include_str!("../../../bench/scripts/reload_main.lua");
+
+/// Service ids used by the routed workloads.
+const SERVICE_GROUP: u32 = 1;
+const CLIENT_ID: u32 = 2 << 16 | 1;
+
+fn service_id(group: u32, index: u32) -> u32 {
+    group << 16 | index
+}
+
+/// Everything the workloads share.
+pub struct Ctx {
+    pub luna: LunaExe,
+    pub me: PathBuf,
+    pub dir: TempDir,
+    pub quick: bool,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub pinning: Pinning,
+    /// Two CPUs to pin the W1 processes to, when there are two.
+    pub cpus: Option<(usize, usize)>,
+    /// The W2 luna figure, kept for W3's ratio.
+    pub w2_luna: Option<f64>,
+}
+
+/// Which implementation serves a round-trip workload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Luna,
+    Baseline,
+}
+
+impl Ctx {
+    /// Writes the bench scripts into the temp dir.
+    pub fn write_scripts(&self) -> Result<()> {
+        for (name, text) in [
+            ("echo_server.lua", ECHO_SERVER),
+            ("client.lua", CLIENT),
+            ("router.lua", ROUTER),
+            ("service.lua", SERVICE),
+            ("broadcaster.lua", BROADCASTER),
+            ("idle_server.lua", IDLE_SERVER),
+            ("reload_main.lua", RELOAD_MAIN),
+        ] {
+            self.dir.write(name, text)?;
+        }
+        Ok(())
+    }
+
+    fn luna(&self, name: &str, script: &str, args: &[String], cpu: Option<usize>) -> Result<Proc> {
+        let (program, mut full) = self.luna.program();
+        full.push(self.dir.0.join(script).display().to_string());
+        full.extend_from_slice(args);
+        Proc::spawn(name, &program, &full, cpu.map(|c| (c, self.pinning)), &self.dir.0)
+    }
+
+    fn baseline(&self, name: &str, args: &[String], cpu: Option<usize>) -> Result<Proc> {
+        Proc::spawn(name, &self.me, args, cpu.map(|c| (c, self.pinning)), &self.dir.0)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.warmup + self.duration + Duration::from_secs(15)
+    }
+
+    fn ms(d: Duration) -> String {
+        d.as_millis().max(1).to_string()
+    }
+
+    /// Starts an echo server (luna or baseline); returns it and its port.
+    fn echo_server(&self, side: Side, cpu: Option<usize>) -> Result<(Proc, u16)> {
+        let mut server = match side {
+            Side::Luna => self.luna("luna echo server", "echo_server.lua", &[], cpu)?,
+            Side::Baseline => self.baseline("baseline echo server", &["--baseline-server".into()], cpu)?,
+        };
+        let port = parse_port(&server.expect("port", Duration::from_secs(10))?)?;
+        Ok((server, port))
+    }
+
+    /// Runs a client against `port` with `inflight` outstanding; replies/s.
+    fn client(&self, side: Side, port: u16, inflight: usize, cpu: Option<usize>) -> Result<f64> {
+        let args = vec![
+            port.to_string(),
+            inflight.to_string(),
+            Self::ms(self.warmup),
+            Self::ms(self.duration),
+        ];
+        let mut client = match side {
+            Side::Luna => {
+                let mut args = args;
+                args.push("call".into());
+                self.luna("luna client", "client.lua", &args, cpu)?
+            }
+            Side::Baseline => {
+                let mut full = vec!["--baseline-client".to_string()];
+                full.extend(args);
+                self.baseline("baseline client", &full, cpu)?
+            }
+        };
+        let result = client.expect("result", self.timeout())?;
+        parse_rate(&result)
+    }
+
+    /// An echo server and a client on the given CPUs; replies/s.
+    fn echo_pair(&self, side: Side, inflight: usize, cpus: Option<(usize, usize)>) -> Result<f64> {
+        let (mut server, port) = self.echo_server(side, cpus.map(|c| c.0))?;
+        let rate = self.client(side, port, inflight, cpus.map(|c| c.1))?;
+        check_quiet(&mut server)?;
+        Ok(rate)
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16> {
+    text.split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("bad port line `{text}`"))
+}
+
+fn parse_rate(text: &str) -> Result<f64> {
+    text.split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("bad result line `{text}`"))
+}
+
+/// Fails when a process printed an `error` line or logged an error/warning.
+fn check_quiet(proc: &mut Proc) -> Result<()> {
+    let lines: Vec<String> = proc.drain().into_iter().filter(|l| l.starts_with("error")).collect();
+    let problems = proc.stderr_problems();
+    if !lines.is_empty() || !problems.is_empty() {
+        bail!(
+            "{} reported problems:\n    {}",
+            proc.name,
+            lines.into_iter().chain(problems).collect::<Vec<_>>().join("\n    ")
+        );
+    }
+    Ok(())
+}
+
+/// Notes from a router: failed forwards and logged problems.
+fn router_notes(router: &mut Proc) -> Result<()> {
+    let lines = router.drain();
+    let failed: Vec<&String> = lines.iter().filter(|l| l.starts_with("forward_failed")).collect();
+    if let Some(last) = failed.last() {
+        bail!("router counted failed forwards: {last}");
+    }
+    let mut router_lines = lines.clone();
+    router_lines.retain(|l| l.starts_with("error"));
+    router.other_lines = router_lines;
+    check_quiet(router)
+}
+
+/// W1: one connection, one message in flight; round trips/s. The two
+/// processes are pinned to different CPUs, then to the same CPU.
+pub fn w1(ctx: &Ctx) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let (placement, label) = match ctx.cpus {
+        Some(cpus) => (
+            Some(cpus),
+            format!("pinned to CPUs {} and {} ({})", cpus.0, cpus.1, ctx.pinning.name()),
+        ),
+        None => (None, "not pinned (fewer than 2 CPUs)".to_string()),
+    };
+    let luna = ctx.echo_pair(Side::Luna, 1, placement)?;
+    let base = ctx.echo_pair(Side::Baseline, 1, placement)?;
+    figures.push(Figure::new("W1", luna, "round-trips/s").baseline(base).note(label));
+    if let Some((a, _)) = ctx.cpus {
+        let luna = ctx.echo_pair(Side::Luna, 1, Some((a, a)))?;
+        let base = ctx.echo_pair(Side::Baseline, 1, Some((a, a)))?;
+        figures.push(
+            Figure::new("W1.same_core", luna, "round-trips/s")
+                .baseline(base)
+                .note(format!("both on CPU {a}")),
+        );
+    }
+    Ok(figures)
+}
+
+/// W2: one connection, 100 in flight; replies/s.
+pub fn w2(ctx: &mut Ctx) -> Result<Vec<Figure>> {
+    let luna = ctx.echo_pair(Side::Luna, 100, None)?;
+    let base = ctx.echo_pair(Side::Baseline, 100, None)?;
+    ctx.w2_luna = Some(luna);
+    Ok(vec![
+        Figure::new("W2", luna, "replies/s")
+            .baseline(base)
+            .note("100 in flight"),
+    ])
+}
+
+/// Starts a luna router; returns it and its port.
+fn router(ctx: &Ctx) -> Result<(Proc, u16)> {
+    let mut router = ctx.luna("luna router", "router.lua", &[], None)?;
+    let port = parse_port(&router.expect("port", Duration::from_secs(10))?)?;
+    Ok((router, port))
+}
+
+/// Starts a service behind the router and waits until it is registered.
+fn service(ctx: &Ctx, port: u16, id: u32, mode: &str, peer: u32) -> Result<Proc> {
+    let args = vec![port.to_string(), id.to_string(), mode.to_string(), peer.to_string()];
+    let mut service = ctx.luna(&format!("luna service {id:#x}"), "service.lua", &args, None)?;
+    service.expect("ready", Duration::from_secs(10))?;
+    Ok(service)
+}
+
+/// W3: client -> router -> service (forward_hash), service -> router ->
+/// client (forward_target); 100 in flight; replies/s.
+pub fn w3(ctx: &mut Ctx) -> Result<Vec<Figure>> {
+    let luna = {
+        let (mut router, port) = router(ctx)?;
+        let mut svc = service(ctx, port, service_id(SERVICE_GROUP, 1), "echo", CLIENT_ID)?;
+        let args = vec![
+            port.to_string(),
+            "100".to_string(),
+            Ctx::ms(ctx.warmup),
+            Ctx::ms(ctx.duration),
+            "hash".to_string(),
+            CLIENT_ID.to_string(),
+            SERVICE_GROUP.to_string(),
+        ];
+        let mut client = ctx.luna("luna routed client", "client.lua", &args, None)?;
+        let rate = parse_rate(&client.expect("result", ctx.timeout())?)?;
+        std::thread::sleep(Duration::from_millis(250)); // let the router report failures
+        router_notes(&mut router)?;
+        check_quiet(&mut svc)?;
+        rate
+    };
+    let relay = {
+        let (_server, server_port) = ctx.echo_server(Side::Baseline, None)?;
+        let mut relay = ctx.baseline(
+            "baseline relay",
+            &["--baseline-relay".into(), server_port.to_string()],
+            None,
+        )?;
+        let relay_port = parse_port(&relay.expect("port", Duration::from_secs(10))?)?;
+        ctx.client(Side::Baseline, relay_port, 100, None)?
+    };
+    let w2 = match ctx.w2_luna {
+        Some(w2) => w2,
+        None => {
+            let w2 = ctx.echo_pair(Side::Luna, 100, None)?;
+            ctx.w2_luna = Some(w2);
+            w2
+        }
+    };
+    Ok(vec![
+        Figure::new("W3", luna, "replies/s")
+            .baseline(relay)
+            .note("baseline: raw Rust relay (blocking, 2 threads) in front of the Rust echo server"),
+        Figure::new("W3.vs_W2", luna, "replies/s")
+            .baseline(w2)
+            .note("baseline: luna W2 (direct, no router)"),
+    ])
+}
+
+/// W4: one sender, a router, 4 services; forward_broadcast; deliveries/s
+/// counted at the services.
+pub fn w4(ctx: &Ctx) -> Result<Vec<Figure>> {
+    const SERVICES: u32 = 4;
+    const WINDOW: u32 = 1000;
+    let (mut router, port) = router(ctx)?;
+    let mut services = Vec::new();
+    for index in 1..=SERVICES {
+        services.push(service(
+            ctx,
+            port,
+            service_id(SERVICE_GROUP, index),
+            "count",
+            CLIENT_ID,
+        )?);
+    }
+    let args = vec![
+        port.to_string(),
+        CLIENT_ID.to_string(),
+        SERVICE_GROUP.to_string(),
+        SERVICES.to_string(),
+        WINDOW.to_string(),
+        Ctx::ms(ctx.warmup),
+        Ctx::ms(ctx.duration),
+    ];
+    let mut sender = ctx.luna("luna broadcaster", "broadcaster.lua", &args, None)?;
+    let mut total = 0.0;
+    for svc in &mut services {
+        let line = svc.expect("result", ctx.timeout())?;
+        let mut parts = line.split_whitespace().map(|p| p.parse::<f64>());
+        let (Some(Ok(count)), Some(Ok(ns))) = (parts.next(), parts.next()) else {
+            bail!("bad result line `{line}` from {}", svc.name);
+        };
+        if ns <= 0.0 {
+            bail!("{} measured no time", svc.name);
+        }
+        total += count * 1e9 / ns;
+    }
+    sender.expect("sent", Duration::from_secs(5))?;
+    std::thread::sleep(Duration::from_millis(250));
+    router_notes(&mut router)?;
+    for svc in &mut services {
+        check_quiet(svc)?;
+    }
+    Ok(vec![Figure::new("W4", total, "deliveries/s").note(format!(
+        "{SERVICES} services, window {WINDOW} messages; = {} broadcasts/s",
+        fmt_num(total / f64::from(SERVICES))
+    ))])
+}
+
+/// Lifts the soft RLIMIT_NOFILE to the hard one; returns the new soft limit.
+fn raise_nofile() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                return wanted.rlim_cur;
+            }
+        }
+        limit.rlim_cur
+    }
+}
+
+/// W6: idle connections to one luna process; RSS bytes per connection.
+pub fn w6(ctx: &Ctx) -> Result<Vec<Figure>> {
+    let wanted: u64 = if ctx.quick { 1000 } else { 10_000 };
+    let limit = raise_nofile();
+    let mut note = String::new();
+    let count = if limit < wanted + 200 {
+        let scaled = limit.saturating_sub(200) / 100 * 100;
+        if scaled < 100 {
+            bail!("RLIMIT_NOFILE is {limit}: too low for W6");
+        }
+        println!("note: W6: RLIMIT_NOFILE hard limit is {limit}; using {scaled} connections instead of {wanted}");
+        note = format!("scaled down to {scaled} connections (RLIMIT_NOFILE {limit}); ");
+        scaled
+    } else {
+        wanted
+    };
+    let mut server = ctx.luna("luna idle server", "idle_server.lua", &[count.to_string()], None)?;
+    let port = parse_port(&server.expect("port", Duration::from_secs(10))?)?;
+    wait_settled(&mut server, 0)?;
+    let before = rss_bytes(server.pid())?;
+    let mut conns = Vec::with_capacity(count as usize);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (conns.len() as u64) < count {
+        let batch = (count - conns.len() as u64).min(500);
+        for _ in 0..batch {
+            conns.push(TcpStream::connect(("127.0.0.1", port)).context("connect")?);
+        }
+        // Let the server accept what is queued before the backlog fills.
+        loop {
+            let n: u64 = server
+                .expect("count", Duration::from_secs(10))?
+                .parse()
+                .context("count line")?;
+            if n >= conns.len() as u64 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the server accepted only {n} of {} connections", conns.len());
+            }
+        }
+    }
+    wait_settled(&mut server, count)?;
+    let after = rss_bytes(server.pid())?;
+    check_quiet(&mut server)?;
+    drop(conns);
+    let per = (after as f64 - before as f64) / count as f64;
+    note.push_str(&format!(
+        "{count} connections; VmRSS {:.1} -> {:.1} MiB; user-space memory only (kernel socket buffers not in RSS)",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    ));
+    Ok(vec![Figure::new("W6", per, "bytes/conn").note(note)])
+}
+
+/// Waits for `settled <n>` from the idle server.
+fn wait_settled(server: &mut Proc, n: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got: u64 = server.expect("settled", left)?.parse().context("settled line")?;
+        if got == n {
+            return Ok(());
+        }
+    }
+}
+
+/// W7: codec micro-benchmark.
+pub fn w7(ctx: &Ctx) -> Result<Vec<Figure>> {
+    let budget = if ctx.quick {
+        Duration::from_millis(20)
+    } else {
+        Duration::from_millis(400)
+    };
+    let mut figures = Vec::new();
+    for shape in codec::run(budget)? {
+        let note = format!("{} bytes; baseline: rmpv::Value", shape.bytes);
+        figures.push(
+            Figure::new(format!("W7.encode_{}", shape.name), shape.encode_ns, "ns/op")
+                .baseline(shape.rmpv_encode_ns)
+                .note(note.clone()),
+        );
+        figures.push(
+            Figure::new(format!("W7.decode_{}", shape.name), shape.decode_ns, "ns/op")
+                .baseline(shape.rmpv_decode_ns)
+                .note(note),
+        );
+    }
+    Ok(figures)
+}
+
+/// W8: rewrite an imported module; latency from save to the new version
+/// being printed by `on_reload`.
+pub fn w8(ctx: &Ctx) -> Result<Vec<Figure>> {
+    let rounds = if ctx.quick { 4 } else { 50 };
+    let module = ctx.dir.write("version.lua", "version = 0\n")?;
+    let temp = ctx.dir.0.join("version.lua.tmp");
+    let mut proc = ctx.luna("luna reload", "reload_main.lua", &[], None)?;
+    if proc.expect("version", Duration::from_secs(10))? != "0" {
+        bail!("unexpected initial version");
+    }
+    // Give the watcher a moment to be registered before the first save.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut latencies = Vec::with_capacity(rounds);
+    let mut missed = 0;
+    for round in 1..=rounds {
+        let text = format!("-- written by luna-bench\nversion = {round}\n");
+        let saved = if round % 2 == 1 {
+            std::fs::write(&module, &text)?;
+            Instant::now()
+        } else {
+            std::fs::write(&temp, &text)?;
+            std::fs::rename(&temp, &module)?;
+            Instant::now()
+        };
+        let want = round.to_string();
+        let deadline = saved + Duration::from_secs(3);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match proc.wait_for("version", left)? {
+                Some(v) if v == want => {
+                    latencies.push(saved.elapsed().as_secs_f64() * 1e3);
+                    break;
+                }
+                Some(_) => continue,
+                None => {
+                    missed += 1;
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    check_quiet(&mut proc)?;
+    if latencies.is_empty() {
+        bail!("no reload was seen in {rounds} saves");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let mut note = format!("{} saves (odd: write in place, even: write temp + rename)", rounds);
+    if missed > 0 {
+        note.push_str(&format!("; {missed} saves NOT reloaded within 3 s"));
+        println!("warning: W8: {missed} of {rounds} saves were not reloaded within 3 s");
+    }
+    Ok(vec![
+        Figure::new("W8.p50", pct(0.50), "ms").note(note.clone()),
+        Figure::new("W8.p99", pct(0.99), "ms").note(note),
+    ])
+}

@@ -1,0 +1,124 @@
+//! A client in another language talks to a luna service using only
+//! docs/protocol.md: `tests/python/luna_client.py` (stdlib + `msgpack`)
+//! sends calls and forwards to a luna echo service and checks every reply.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Dir, Luna};
+
+/// The echo service: answers `msg, ...` with `"reply:" .. msg, ...` on the
+/// same stream; `register, id` routes service `id` to the calling stream.
+const ECHO_SERVICE: &str = r#"
+mgr = luna.create_socket_mgr(64)
+listener = assert(mgr.listen("127.0.0.1", 0))
+listener.on_accept = function(stream)
+    stream.on_call = function(msg, ...)
+        if msg == "register" then
+            local id = ...
+            assert(mgr.route(id, stream.token))
+            stream.call("registered", id)
+        else
+            assert(stream.call("reply:" .. msg, ...))
+        end
+    end
+end
+print("port " .. listener.port)
+"#;
+
+/// How long the Python client may take.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
+
+const MSGPACK_MISSING: &str =
+    "Python package msgpack is missing: run `python3 -m pip install msgpack` (bash .ci/run installs it)";
+
+fn require_msgpack() {
+    let status = Command::new("python3")
+        .args(["-c", "import msgpack"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        Ok(_) => panic!("{MSGPACK_MISSING}"),
+        Err(error) => panic!("cannot run python3 ({error}): install Python 3, then: {MSGPACK_MISSING}"),
+    }
+}
+
+/// Runs the client to its end (killing it after the deadline): (success, stdout, stderr).
+fn run_client(client: &Path, port: &str) -> (bool, String, String) {
+    let mut child = Command::new("python3")
+        .arg(client)
+        .args(["127.0.0.1", port])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    })
+    .collect();
+    let end = Instant::now() + CLIENT_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut texts = readers.into_iter().map(|reader| reader.join().unwrap_or_default());
+    let stdout = texts.next().unwrap_or_default();
+    let mut stderr = texts.next().unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed: still running after {CLIENT_DEADLINE:?})"));
+    }
+    (status.is_some_and(|s| s.success()), stdout, stderr)
+}
+
+#[test]
+fn python_client_talks_to_a_luna_service() {
+    require_msgpack();
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/luna_client.py");
+    assert!(client.is_file(), "missing {}", client.display());
+
+    let dir = Dir::new();
+    let script = dir.write("echo.lua", ECHO_SERVICE);
+    let mut luna = Luna::start(&script, &[]);
+    let port = luna.value("port");
+
+    let (ok, stdout, stderr) = run_client(&client, &port);
+    assert!(
+        ok,
+        "the Python client failed\n--- python stdout ---\n{stdout}\n--- python stderr ---\n{stderr}\n--- luna stderr ---\n{}",
+        luna.stderr()
+    );
+    assert!(
+        stdout.contains("all checks passed"),
+        "unexpected client output:\n{stdout}"
+    );
+
+    // The service is still alive and answered everything; the only stream it
+    // closed for bad input is the one that sent garbage.
+    assert!(luna.child.try_wait().expect("try_wait").is_none(), "luna exited");
+    let log = luna.stderr();
+    assert_eq!(log.matches("closing stream").count(), 1, "luna stderr:\n{log}");
+    assert!(!log.contains(" ERROR "), "luna logged an error:\n{log}");
+}
