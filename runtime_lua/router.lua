@@ -1,7 +1,7 @@
 -- luna.router: a ready-to-run router of a star cluster.
 --
 -- As a script:   luna runtime_lua/router.lua --listen 127.0.0.1:7001 [--listen ...]
---                    [--heartbeat-ms 1000] [--keep-slots]
+--                    [--heartbeat-ms 1000] [--keep-slots] [--stats-ms N]
 -- As a module:   require("luna.router").start{ listen = { "127.0.0.1:7001" } }
 --
 -- Services (see luna.cluster) register their ids; the router keeps the
@@ -86,6 +86,13 @@ function M.start(config)
         log.info("router listening on " .. listener.ip .. ":" .. listener.port)
         print("listening " .. listener.ip .. ":" .. listener.port)
     end
+    if config.stats_ms then
+        luna.interval(config.stats_ms, function()
+            local s = mgr.stats()
+            log.info(string.format("router stats: forwarded=%d forward_failed=%d tracked_calls=%d open=%d bad_packages=%d",
+                s.forwarded, s.forward_failed, s.tracked_calls, s.open, s.bad_packages))
+        end)
+    end
     return router
 end
 
@@ -104,12 +111,15 @@ function M.parse_args(args)
         elseif flag == "--max-fd" then
             config.max_fd = tonumber(args[i + 1])
             i = i + 2
+        elseif flag == "--stats-ms" then
+            config.stats_ms = tonumber(args[i + 1])
+            i = i + 2
         elseif flag == "--keep-slots" then
             config.keep_slots = true
             i = i + 1
         else
             error("router: unknown argument " .. tostring(flag)
-                .. " (usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots])", 0)
+                .. " (usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots] [--stats-ms N])", 0)
         end
     end
     return config

@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::cluster::Cluster;
 use common::{Dir, Luna};
 
 /// A service: `luna service.lua <id> <router>...`. It answers `whoami`,
@@ -63,67 +64,6 @@ local function when_ready(fn)
 end
 "#;
 
-struct Cluster {
-    dir: Dir,
-    routers: Vec<(Luna, String)>,
-    services: HashMap<String, Luna>,
-}
-
-impl Cluster {
-    fn new(router_count: usize, router_args: &[&str]) -> Cluster {
-        let dir = Dir::new();
-        dir.write("service.lua", SERVICE);
-        let router_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua");
-        let mut routers = Vec::new();
-        for _ in 0..router_count {
-            let mut args = vec![
-                router_script.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat-ms",
-                "200",
-            ];
-            args.extend_from_slice(router_args);
-            let mut router = Luna::start_in(dir.dir.path(), &args);
-            let address = router.value("listening");
-            routers.push((router, address));
-        }
-        Cluster {
-            dir,
-            routers,
-            services: HashMap::new(),
-        }
-    }
-
-    fn addresses(&self) -> Vec<String> {
-        self.routers.iter().map(|(_, a)| a.clone()).collect()
-    }
-
-    fn start_service(&mut self, id: &str) {
-        let mut args = vec!["service.lua".to_string(), id.to_string()];
-        args.extend(self.addresses());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut service = Luna::start_in(self.dir.dir.path(), &args);
-        service.expect(&format!("ready {id}"));
-        self.services.insert(id.to_string(), service);
-    }
-
-    fn start_client(&self, id: &str, body: &str) -> Luna {
-        self.dir
-            .write(&format!("client_{id}.lua"), &format!("{CLIENT_HEAD}\n{body}"));
-        let mut args = vec![format!("client_{id}.lua"), id.to_string()];
-        args.extend(self.addresses());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Luna::start_in(self.dir.dir.path(), &args)
-    }
-
-    fn kill_service(&mut self, id: &str) {
-        let mut service = self.services.remove(id).unwrap();
-        service.signal(libc::SIGKILL);
-        service.wait_exit();
-    }
-}
-
 /// Asks every key through router `via` (1-based) and prints `owner <key> <service>` lines.
 const ASK_OWNERS: &str = r#"
 local keys = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, "alice", "bob", "carol", "dave", "erin", "frank" }
@@ -149,7 +89,7 @@ fn owners(client: &mut Luna) -> HashMap<String, String> {
 
 #[test]
 fn hash_is_deterministic_across_routers_and_follows_the_documented_rule() {
-    let mut cluster = Cluster::new(2, &[]);
+    let mut cluster = Cluster::new(SERVICE, CLIENT_HEAD, 2, &[]);
     for id in ["2.3", "2.1", "2.2"] {
         cluster.start_service(id);
     }
@@ -172,7 +112,7 @@ fn hash_is_deterministic_across_routers_and_follows_the_documented_rule() {
 #[test]
 fn zero_token_slots_walk_forward_and_removal_respreads() {
     // --keep-slots: a dead service keeps its slot (token 0): only its keys move, to the next node.
-    let mut kept = Cluster::new(1, &["--keep-slots"]);
+    let mut kept = Cluster::new(SERVICE, CLIENT_HEAD, 1, &["--keep-slots"]);
     for id in ["2.1", "2.2", "2.3"] {
         kept.start_service(id);
     }
@@ -190,7 +130,7 @@ fn zero_token_slots_walk_forward_and_removal_respreads() {
     }
 
     // Default: a dead service is removed and keys spread over the rest.
-    let mut removed = Cluster::new(1, &[]);
+    let mut removed = Cluster::new(SERVICE, CLIENT_HEAD, 1, &[]);
     for id in ["2.1", "2.2", "2.3"] {
         removed.start_service(id);
     }
@@ -217,7 +157,7 @@ end)
 
 #[test]
 fn master_by_default_explicit_and_after_the_master_dies() {
-    let mut cluster = Cluster::new(2, &[]);
+    let mut cluster = Cluster::new(SERVICE, CLIENT_HEAD, 2, &[]);
     cluster.start_service("3.2");
     cluster.start_service("3.1");
     let mut client = cluster.start_client("9.1", ASK_MASTER);
@@ -259,7 +199,7 @@ fn master_by_default_explicit_and_after_the_master_dies() {
 
 #[test]
 fn broadcast_reaches_every_live_instance_once_and_random_spreads() {
-    let mut cluster = Cluster::new(1, &[]);
+    let mut cluster = Cluster::new(SERVICE, CLIENT_HEAD, 1, &[]);
     for id in ["4.1", "4.2", "4.3", "4.4"] {
         cluster.start_service(id);
     }
@@ -345,7 +285,7 @@ fn undeliverable_forwards_are_reported_and_counted() {
 
 #[test]
 fn killing_one_of_two_routers_leaves_the_cluster_serving() {
-    let mut cluster = Cluster::new(2, &[]);
+    let mut cluster = Cluster::new(SERVICE, CLIENT_HEAD, 2, &[]);
     cluster.start_service("2.1");
     let mut client = cluster.start_client(
         "9.1",
@@ -374,7 +314,7 @@ fn killing_one_of_two_routers_leaves_the_cluster_serving() {
 
 #[test]
 fn a_one_mib_payload_forwards_intact() {
-    let mut cluster = Cluster::new(1, &[]);
+    let mut cluster = Cluster::new(SERVICE, CLIENT_HEAD, 1, &[]);
     cluster.start_service("2.1");
     let mut client = cluster.start_client(
         "9.1",

@@ -223,7 +223,11 @@ unsafe extern "C-unwind" fn mgr_set_master(state: *mut lua_State) -> c_int {
 
 unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
     let mgr = manager_index(state);
-    let Some((stats, open)) = with_host(|host| host.net.manager(mgr).map(|m| (m.stats.clone(), m.open))) else {
+    let found = with_host(|host| {
+        let tracked = host.net.inflight_calls();
+        host.net.manager(mgr).map(|m| (m.stats.clone(), m.open, tracked))
+    });
+    let Some((stats, open, tracked)) = found else {
         return unsafe { push_fail(state, errors::INVALID_PARAM) };
     };
     let fields = [
@@ -234,6 +238,7 @@ unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
         (c"refused", stats.refused),
         (c"unhandled", stats.unhandled),
         (c"open", open as u64),
+        (c"tracked_calls", tracked as u64),
     ];
     unsafe {
         ffi::lua_createtable(state, 0, fields.len() as c_int);

@@ -158,14 +158,15 @@ impl RouteTable {
         self.group(group).map_or(&[], |g| g.nodes.as_slice())
     }
 
-    // xorshift64*: cheap, and good enough to spread load.
+    // xorshift64*: cheap, and good enough to spread load. Its low bits are
+    // weak, so callers get the high half.
     fn next_random(&mut self) -> u64 {
         let mut x = self.rng_state;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.rng_state = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32
     }
 }
 
@@ -276,11 +277,21 @@ mod tests {
         for i in 1..=4 {
             t.set(make(5, i), Some(u64::from(i)));
         }
-        let mut seen = [false; 5];
-        for _ in 0..200 {
-            seen[t.random(5).unwrap().1 as usize] = true;
+        let mut seen = [0u32; 5];
+        for _ in 0..400 {
+            seen[t.random(5).unwrap().1 as usize] += 1;
         }
-        assert!(seen[1..].iter().all(|&s| s));
+        assert!(seen[1..].iter().all(|&n| n > 50), "uneven spread {seen:?}");
+        // Two nodes: no long streaks (the low bit of xorshift alternates).
+        let mut pair = RouteTable::new();
+        pair.set(make(6, 1), Some(1));
+        pair.set(make(6, 2), Some(2));
+        let picks: Vec<u64> = (0..64).map(|_| pair.random(6).unwrap().1).collect();
+        assert!(
+            picks.windows(2).any(|w| w[0] == w[1]),
+            "strictly alternating picks {picks:?}"
+        );
+        assert!(picks.iter().filter(|&&p| p == 1).count() > 16, "{picks:?}");
         let tokens = |t: &RouteTable| t.broadcast(5).iter().map(|n| n.1).collect::<Vec<_>>();
         assert_eq!(tokens(&t), vec![1, 2, 3, 4]);
         // A stream holding two ids of the group gets one copy.

@@ -69,7 +69,18 @@ impl<T: Clone> Timers<T> {
 
     /// Removes a timer; returns its payload if it was still pending.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
-        self.entries.remove(&id).map(|entry| entry.payload)
+        let payload = self.entries.remove(&id).map(|entry| entry.payload);
+        // Cancelled entries stay in the heap until they reach the top; when
+        // they outnumber the live ones (many short calls with long timeouts),
+        // rebuild the heap so memory follows the live timers.
+        if self.heap.len() > 2 * self.entries.len() + 64 {
+            self.heap = self
+                .entries
+                .iter()
+                .map(|(&id, entry)| Reverse((entry.deadline, id)))
+                .collect();
+        }
+        payload
     }
 
     /// True while the timer is scheduled.
@@ -166,6 +177,20 @@ mod tests {
         assert!(timers.reschedule(b, start + Duration::from_secs(5)));
         assert!(timers.pop_due(start).is_none());
         assert_eq!(timers.next_deadline(), Some(start + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn cancelled_timers_do_not_pile_up() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        let keep = timers.add_at(start + Duration::from_secs(9), None, 0);
+        for i in 0..10_000 {
+            let id = timers.add_at(start + Duration::from_secs(5), None, i);
+            timers.cancel(id);
+        }
+        assert!(timers.heap.len() < 200, "heap kept {} stale entries", timers.heap.len());
+        assert_eq!(timers.next_deadline(), Some(start + Duration::from_secs(9)));
+        assert!(timers.contains(keep));
     }
 
     #[test]

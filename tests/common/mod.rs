@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `luna` binary on real scripts.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -161,8 +161,9 @@ impl Ctx {
                 self.baseline("baseline client", &full, cpu)?
             }
         };
-        let result = client.expect("result", self.timeout())?;
-        parse_rate(&result)
+        let rate = parse_rate(&client.expect("result", self.timeout())?)?;
+        check_quiet(&mut client)?;
+        Ok(rate)
     }
 
     /// An echo server and a client on the given CPUs; replies/s.
@@ -286,6 +287,7 @@ pub fn w3(ctx: &mut Ctx) -> Result<Vec<Figure>> {
         let mut client = ctx.luna("luna routed client", "client.lua", &args, None)?;
         let rate = parse_rate(&client.expect("result", ctx.timeout())?)?;
         std::thread::sleep(Duration::from_millis(250)); // let the router report failures
+        check_quiet(&mut client)?;
         router_notes(&mut router)?;
         check_quiet(&mut svc)?;
         rate
@@ -358,6 +360,7 @@ pub fn w4(ctx: &Ctx) -> Result<Vec<Figure>> {
     }
     sender.expect("sent", Duration::from_secs(5))?;
     std::thread::sleep(Duration::from_millis(250));
+    check_quiet(&mut sender)?;
     router_notes(&mut router)?;
     for svc in &mut services {
         check_quiet(svc)?;
