@@ -54,8 +54,8 @@ function M.start(config)
     local ids = {}
     for _, id in ipairs(config.ids or { config.id }) do ids[#ids + 1] = to_id(id) end
     if #ids == 0 then error("luna.cluster.start: an id is required", 2) end
-    if type(config.routers) ~= "table" or #config.routers == 0 then
-        error("luna.cluster.start: a list of routers is required", 2)
+    if type(config.routers) ~= "table" then
+        error("luna.cluster.start: a list of routers is required (it may be empty when discovery adds them)", 2)
     end
     local heartbeat_ms = config.heartbeat_ms or 1000
     local dead_after_ms = config.dead_after_ms or heartbeat_ms * 3
@@ -115,7 +115,7 @@ function M.start(config)
     end
 
     function connect(link)
-        if stopped then return end
+        if stopped or link.removed then return end
         local stream, err = mgr.connect(link.host, link.port, config.connect_timeout_ms or 3000)
         if not stream then
             log.warn(node.name .. ": cannot connect to router " .. link.address .. ": " .. err)
@@ -130,6 +130,9 @@ function M.start(config)
             stream.set_timeout(dead_after_ms)
             for _, id in ipairs(ids) do
                 stream.call("@register", id, config.is_master or false)
+            end
+            if node.master_claimed then
+                stream.call("@set_master", luna.service_group(node.master_claimed), node.master_claimed)
             end
             link.live, link.backoff = true, backoff_min
             log.info(node.name .. ": connected to router " .. link.address)
@@ -159,12 +162,49 @@ function M.start(config)
         stream.on_error = function(err) link_down(link, err) end
     end
 
+    --- Adds a router (e.g. one found by discovery); true if it is new.
+    function node.add_router(address)
+        local host, port = M.parse_address(address)
+        if not host then
+            log.warn(node.name .. ": ignoring router: " .. port)
+            return false
+        end
+        local canonical = host .. ":" .. port
+        for _, link in ipairs(node.links) do
+            if link.address == canonical then return false end
+        end
+        local link = { address = canonical, host = host, port = port, live = false, backoff = backoff_min }
+        node.links[#node.links + 1] = link
+        connect(link)
+        return true
+    end
+
+    --- Drops a router (e.g. its discovery key expired); true if it was known.
+    function node.remove_router(address)
+        local host, port = M.parse_address(address)
+        local canonical = host and (host .. ":" .. port)
+        for at, link in ipairs(node.links) do
+            if link.address == canonical then
+                table.remove(node.links, at)
+                link.removed = true
+                local was_live = link.live
+                link.live = false
+                if link.stream then
+                    local stream = link.stream
+                    link.stream = nil
+                    stream.close()
+                end
+                if was_live then pick_router() end
+                return true
+            end
+        end
+        return false
+    end
+
     for _, address in ipairs(config.routers) do
         local host, port = M.parse_address(address)
         if not host then error("luna.cluster.start: " .. port, 2) end
-        local link = { address = host .. ":" .. port, host = host, port = port, live = false, backoff = backoff_min }
-        node.links[#node.links + 1] = link
-        connect(link)
+        node.add_router(address)
     end
 
     local heartbeat = luna.interval(heartbeat_ms, function()
@@ -242,11 +282,22 @@ function M.start(config)
         return views[ms]
     end
 
-    --- Makes this node the master of its group on every live router.
+    --- Makes this node the master of its group on every router, now and on reconnects.
     function node.claim_master(id)
         id = id and to_id(id) or ids[1]
+        node.master_claimed = id
         for _, stream in ipairs(node.live_routers()) do
             stream.call("@set_master", luna.service_group(id), id)
+        end
+    end
+
+    --- Gives up an explicit master claim (routers fall back to the first node by id).
+    function node.release_master()
+        local id = node.master_claimed
+        if not id then return end
+        node.master_claimed = nil
+        for _, stream in ipairs(node.live_routers()) do
+            stream.call("@set_master", luna.service_group(id), 0)
         end
     end
 

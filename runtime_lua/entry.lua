@@ -41,6 +41,14 @@ end
 
 luna._set_hooks({ on_signal = on_signal, on_file_changed = importer.reload })
 
+local exit_hooks = {}
+
+--- Registers fn() to run when the process stops gracefully, after on_stop
+--- and before output is flushed (e.g. to deregister from discovery).
+function luna.at_exit(fn)
+    exit_hooks[#exit_hooks + 1] = fn
+end
+
 --- Seconds to wait for output to flush when quitting (default 5).
 luna.quit_flush_seconds = 5
 
@@ -75,6 +83,10 @@ function luna_entry(entry_file, ...)
     if on_stop then
         local ok, err = xpcall(on_stop, traceback)
         if not ok then log.error("error in on_stop: " .. err) end
+    end
+    for i = #exit_hooks, 1, -1 do
+        local ok, err = xpcall(exit_hooks[i], traceback)
+        if not ok then log.error("error in an exit hook: " .. err) end
     end
     if not luna.flush(luna.quit_flush_seconds * 1000) then
         log.warn("some output could not be delivered before exit")

@@ -2,6 +2,9 @@
 --
 -- As a script:   luna runtime_lua/router.lua --listen 127.0.0.1:7001 [--listen ...]
 --                    [--heartbeat-ms 1000] [--keep-slots] [--stats-ms N]
+--                    [--redis HOST:PORT [--redis-password PW] [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]]
+-- With --redis the router publishes its address (kind "router") so that
+-- services using luna.discovery find it and drop it when it goes away.
 -- As a module:   require("luna.router").start{ listen = { "127.0.0.1:7001" } }
 --
 -- Services (see luna.cluster) register their ids; the router keeps the
@@ -25,6 +28,7 @@ function M.start(config)
     local mgr = luna.create_socket_mgr(config.max_fd or 65536)
     local router = { mgr = mgr, listeners = {}, owners = {} }
     local owners = router.owners -- service id -> token of the stream that registered it
+    local masters = {} -- group -> token of the explicit master
 
     local function accept(stream)
         local peer = stream.ip .. ":" .. stream.port
@@ -53,7 +57,15 @@ function M.start(config)
                 end
             elseif msg == "@set_master" then
                 local token = owners[b]
-                if token then
+                if b == 0 then
+                    -- A release clears the claim only if it is still this stream's.
+                    if masters[a] == stream.token then
+                        masters[a] = nil
+                        mgr.set_master(a, 0)
+                        log.info("router: group " .. tostring(a) .. " has no explicit master now")
+                    end
+                elseif token then
+                    masters[a] = token
                     mgr.set_master(a, token)
                     log.info("router: master of group " .. tostring(a) .. " is " .. luna.service_name(b))
                 else
@@ -64,6 +76,9 @@ function M.start(config)
             end
         end
         stream.on_error = function(err)
+            for group, token in pairs(masters) do
+                if token == stream.token then masters[group] = nil end
+            end
             for id in pairs(ids) do
                 if owners[id] == stream.token then
                     mgr.route(id, config.keep_slots and 0 or nil)
@@ -85,6 +100,18 @@ function M.start(config)
         router.listeners[#router.listeners + 1] = listener
         log.info("router listening on " .. listener.ip .. ":" .. listener.port)
         print("listening " .. listener.ip .. ":" .. listener.port)
+    end
+    if config.redis then
+        local host, port = cluster.parse_address(config.redis)
+        if not host then error("luna.router.start: --redis " .. port, 2) end
+        local discovery = require("luna.discovery").start{
+            redis = { host = host, port = port, password = config.redis_password, db = config.redis_db },
+            prefix = config.prefix, ttl_ms = config.ttl_ms,
+        }
+        local first = router.listeners[1]
+        local address = first.ip .. ":" .. first.port
+        discovery.register("router", config.name or address, address)
+        router.discovery = discovery
     end
     if config.stats_ms then
         luna.interval(config.stats_ms, function()
@@ -114,12 +141,19 @@ function M.parse_args(args)
         elseif flag == "--stats-ms" then
             config.stats_ms = tonumber(args[i + 1])
             i = i + 2
+        elseif flag == "--redis" or flag == "--redis-password" or flag == "--prefix" or flag == "--name" then
+            config[flag:sub(3):gsub("-", "_")] = args[i + 1]
+            i = i + 2
+        elseif flag == "--redis-db" or flag == "--ttl-ms" then
+            config[flag:sub(3):gsub("-", "_")] = tonumber(args[i + 1])
+            i = i + 2
         elseif flag == "--keep-slots" then
             config.keep_slots = true
             i = i + 1
         else
             error("router: unknown argument " .. tostring(flag)
-                .. " (usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots] [--stats-ms N])", 0)
+                .. " (usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots] [--stats-ms N]"
+                .. " [--redis HOST:PORT] [--redis-password PW] [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N])", 0)
         end
     end
     return config

@@ -79,3 +79,50 @@ fn cluster_example_serves_a_client() {
         service.expect("announcement: alice finished round 1");
     }
 }
+
+#[test]
+fn cluster_example_with_discovery_and_a_master_lease() {
+    let redis = common::redis::Redis::start(&[]);
+    let redis_address = format!("127.0.0.1:{}", redis.port);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let router_script = root.join("runtime_lua/router.lua");
+    let mut routers = Vec::new();
+    for _ in 0..2 {
+        let mut router = Luna::start_in(
+            root,
+            &[
+                router_script.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--redis",
+                &redis_address,
+                "--prefix",
+                "cluster",
+            ],
+        );
+        router.value("listening");
+        routers.push(router);
+    }
+    let env = [("CLUSTER_REDIS", redis_address.as_str())];
+    let start = |script: &str, id: &str| {
+        let path = example(&format!("cluster/{script}.lua"));
+        Luna::start_with(root, &[path.to_str().unwrap(), id], &env)
+    };
+    let mut services = vec![start("mail", "2.1"), start("match", "3.2")];
+    // 3.2 holds the lease before 3.1 starts, so it is master although 3.1 sorts first.
+    services[1].expect_err("3.2 is the match master");
+    services.push(start("match", "3.1"));
+    services.push(start("game", "4.1"));
+    for router in &mut routers {
+        common::eventually("registrations and the master on every router", || {
+            let log = router.stderr();
+            (log.matches("registered from").count() == 4 && log.contains("master of group 3 is 3.2")).then_some(())
+        });
+    }
+    let client = example("cluster/client.lua");
+    let mut client = Luna::start_with(root, &[client.to_str().unwrap(), "10.1", "2"], &env);
+    client.expect("login: welcome alice to 4.1 (1 unread)");
+    assert_eq!(client.expect("match: "), "match: waiting (by 3.2)");
+    client.expect("client done");
+    assert!(client.wait_exit().success(), "{}", client.stderr());
+}

@@ -1,5 +1,6 @@
 -- Match service: two instances; routers send master traffic to the first
--- live one in id order, so 3.2 takes over when 3.1 dies.
+-- live one in id order, so 3.2 takes over when 3.1 dies. With discovery,
+-- the holder of a Redis lease is the master instead.
 --   luna examples/cluster/match.lua 3.1
 local config = import("config.lua")
 
@@ -21,3 +22,8 @@ function handlers.join(player)
 end
 
 node = config.start_node(luna.args[1], handlers)
+if config.discovery then
+    config.discovery.master_lease(node, {
+        on_promote = function() luna.log.info(node.name .. " is the match master") end,
+    })
+end

@@ -3,6 +3,8 @@
 # services (by hash of account), two match services (master and backup),
 # two game services (random and broadcast) and a client. Ctrl-C stops all.
 #   bash examples/cluster/run.sh
+# With discovery and master leases on Redis:
+#   CLUSTER_REDIS=127.0.0.1:6379 bash examples/cluster/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --quiet
@@ -14,8 +16,10 @@ stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT INT TERM
 
 IFS=, read -ra routers <<< "$CLUSTER_ROUTERS"
+discovery=()
+[ -n "${CLUSTER_REDIS:-}" ] && discovery=(--redis "$CLUSTER_REDIS" --prefix cluster)
 for address in "${routers[@]}"; do
-    "$LUNA" runtime_lua/router.lua --listen "$address" & pids+=($!)
+    "$LUNA" runtime_lua/router.lua --listen "$address" "${discovery[@]}" & pids+=($!)
 done
 sleep 0.5
 for id in 2.1 2.2 2.3; do "$LUNA" examples/cluster/mail.lua "$id" & pids+=($!); done

@@ -3,10 +3,12 @@
 //! A message is the list of a call's arguments, written as one MessagePack
 //! array. Values are written from the Lua stack into the output buffer and
 //! read from the input buffer onto the Lua stack, with no tree in between.
-//! This is the one module where the codec touches Lua.
+//! This is the one module where the codec touches Lua. `resp` does the
+//! same for Redis commands and replies.
 
 mod decode;
 mod encode;
+pub mod resp;
 
 pub use decode::{DecodeError, decode_args};
 pub use encode::encode_args;

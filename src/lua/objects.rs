@@ -13,7 +13,7 @@ use mlua::ffi::{self, lua_State};
 use super::host::{self, refs};
 use super::raw::{push_ref, push_str, set_functions, set_methods, set_raw_field};
 use super::sockets;
-use crate::net::Token;
+use crate::net::{Framing, Token};
 
 /// Creates the registry tables the objects need; returns (objects, object_meta) slots.
 pub unsafe fn create_registry_tables(state: *mut lua_State) -> (c_int, c_int) {
@@ -105,14 +105,18 @@ pub unsafe fn push_listener(state: *mut lua_State, token: Token, ip: &str, port:
     }
 }
 
-/// Pushes a new stream table.
-pub unsafe fn push_stream(state: *mut lua_State, token: Token, ip: &str, port: u16) {
+/// Pushes a new stream table (luna frames or Redis commands, by `framing`).
+pub unsafe fn push_stream(state: *mut lua_State, token: Token, ip: &str, port: u16, framing: Framing) {
+    let methods = match framing {
+        Framing::Luna => sockets::STREAM_METHODS,
+        Framing::Resp => sockets::REDIS_METHODS,
+    };
     unsafe {
-        ffi::lua_createtable(state, 0, (sockets::STREAM_METHODS.len() + 8) as c_int);
+        ffi::lua_createtable(state, 0, (methods.len() + 8) as c_int);
         set_integer(state, c"token", token as i64);
         set_string(state, c"ip", ip);
         set_integer(state, c"port", i64::from(port));
-        set_methods(state, sockets::STREAM_METHODS, token as i64);
+        set_methods(state, methods, token as i64);
         register(state, token);
     }
 }

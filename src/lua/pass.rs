@@ -13,10 +13,10 @@ use mlua::ffi::{self, lua_State};
 use super::host::{self, refs, with_host};
 use super::objects::{forget_object, push_object, push_stream};
 use super::raw::{pcall_logged, push_ref, push_str, raise, raw_field};
-use crate::codec::decode_args;
+use crate::codec::{decode_args, resp};
 use crate::log;
 use crate::net::frame::{Body, ForwardFailure, Mode, Route};
-use crate::net::{EventAction, Notice, ReadResult, Readiness, Token, errors, next_frame};
+use crate::net::{EventAction, Framing, Notice, ReadResult, Readiness, Token, errors, next_frame};
 
 /// Runs one pass; raises a Lua error when called from inside a pass.
 pub unsafe fn run_pass_or_raise(state: *mut lua_State, timeout: Option<Duration>) -> usize {
@@ -113,7 +113,12 @@ unsafe fn read_and_dispatch(state: *mut lua_State, token: Token) {
     let ReadResult::Data(input) = with_host(|host| host.net.read(token)) else {
         return;
     };
-    let package_size = with_host(|host| host.net.package_size_of(token));
+    let (package_size, framing) = with_host(|host| (host.net.package_size_of(token), host.net.framing_of(token)));
+    if framing == Framing::Resp {
+        let consumed = unsafe { dispatch_replies(state, token, &input.data, package_size) };
+        with_host(|host| host.net.give_back_input(token, input, consumed));
+        return;
+    }
     let mut consumed = 0;
     while consumed < input.data.len() {
         match next_frame(&input.data[consumed..], package_size) {
@@ -137,6 +142,56 @@ unsafe fn read_and_dispatch(state: *mut lua_State, token: Token) {
         }
     }
     with_host(|host| host.net.give_back_input(token, input, consumed));
+}
+
+/// Calls `on_reply(value, err)` for every complete Redis reply; returns the bytes used.
+unsafe fn dispatch_replies(state: *mut lua_State, token: Token, data: &[u8], package_size: usize) -> usize {
+    let mut consumed = 0;
+    while consumed < data.len() {
+        unsafe {
+            let top = ffi::lua_gettop(state);
+            let has_handler = push_object(state, token) && raw_field(state, -1, c"on_reply") == ffi::LUA_TFUNCTION;
+            if has_handler {
+                ffi::lua_remove(state, -2);
+            } else {
+                ffi::lua_settop(state, top);
+                ffi::lua_pushnil(state); // placeholder: the reply is parsed and dropped
+            }
+            match resp::push_reply(state, &data[consumed..]) {
+                Ok(resp::Reply::Pushed(len)) => {
+                    consumed += len;
+                    if has_handler {
+                        pcall_logged(state, 2, &|| format!("on_reply of redis stream {token}"));
+                    } else {
+                        log::warn(&format!(
+                            "redis stream {token} has no on_reply handler: a reply was dropped"
+                        ));
+                    }
+                }
+                Ok(resp::Reply::Incomplete) => {
+                    ffi::lua_settop(state, top);
+                    if data.len() - consumed > package_size {
+                        log::warn(&format!(
+                            "closing redis stream {token}: a reply is larger than the package size"
+                        ));
+                        with_host(|host| host.net.fail(token, errors::PACKAGE_TOO_LARGE));
+                    }
+                    break;
+                }
+                Err(error) => {
+                    ffi::lua_settop(state, top);
+                    log::warn(&format!("closing redis stream {token}: bad reply ({error})"));
+                    with_host(|host| host.net.fail(token, errors::BAD_PACKAGE));
+                    break;
+                }
+            }
+            ffi::lua_settop(state, top);
+        }
+        if !with_host(|host| host.net.is_alive(token)) {
+            break;
+        }
+    }
+    consumed
 }
 
 fn peer_name(token: Token) -> String {
@@ -385,7 +440,7 @@ unsafe fn accept(state: *mut lua_State, listener: Token, stream: Token) {
             ffi::lua_settop(state, top);
             return;
         };
-        push_stream(state, stream, &ip, port);
+        push_stream(state, stream, &ip, port, Framing::Luna);
         pcall_logged(state, 1, &|| format!("on_accept of listener {listener}"));
         ffi::lua_settop(state, top);
     }

@@ -19,6 +19,8 @@ const FILES: &[(&str, &str)] = &[
     ("rpc", include_str!("../../runtime_lua/rpc.lua")),
     ("cluster", include_str!("../../runtime_lua/cluster.lua")),
     ("router", include_str!("../../runtime_lua/router.lua")),
+    ("redis", include_str!("../../runtime_lua/redis.lua")),
+    ("discovery", include_str!("../../runtime_lua/discovery.lua")),
 ];
 
 /// Pushes the compiled chunk of runtime module `name`, or an error message.

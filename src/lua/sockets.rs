@@ -10,9 +10,10 @@ use super::objects::{forget_object, push_listener, push_manager, push_stream};
 use super::pass;
 use super::raw::{integer_arg, push_fail, push_str, str_arg, string_arg, upvalue_integer};
 use crate::codec::encode_args;
+use crate::codec::resp::encode_command;
 use crate::log;
 use crate::net::frame::{Kind, Mode, Route};
-use crate::net::{SendError, Token, errors};
+use crate::net::{Framing, SendError, Token, errors};
 use crate::route::{hash_bytes, hash_integer, service_id};
 
 /// Default connect timeout when the script gives none.
@@ -27,6 +28,7 @@ pub const MANAGER_METHODS: Methods = &[
     (c"wait", mgr_wait),
     (c"listen", mgr_listen),
     (c"connect", mgr_connect),
+    (c"connect_redis", mgr_connect_redis),
     (c"set_package_size", mgr_set_package_size),
     (c"route", mgr_route),
     (c"register", mgr_route),
@@ -36,6 +38,14 @@ pub const MANAGER_METHODS: Methods = &[
 
 /// Methods of a listener table (upvalue: token).
 pub const LISTENER_METHODS: Methods = &[(c"close", socket_close)];
+
+/// Methods of a Redis stream table (upvalue: token).
+pub const REDIS_METHODS: Methods = &[
+    (c"command", redis_command),
+    (c"close", socket_close),
+    (c"set_timeout", stream_set_timeout),
+    (c"set_nodelay", stream_set_nodelay),
+];
 
 /// Methods of a stream table (upvalue: token).
 pub const STREAM_METHODS: Methods = &[
@@ -131,6 +141,16 @@ unsafe extern "C-unwind" fn mgr_listen(state: *mut lua_State) -> c_int {
 }
 
 unsafe extern "C-unwind" fn mgr_connect(state: *mut lua_State) -> c_int {
+    unsafe { connect(state, Framing::Luna) }
+}
+
+/// `mgr.connect_redis(host, port, timeout_ms)`: a stream that sends commands
+/// (`stream.command(...)`) and receives replies (`on_reply(value, err)`).
+unsafe extern "C-unwind" fn mgr_connect_redis(state: *mut lua_State) -> c_int {
+    unsafe { connect(state, Framing::Resp) }
+}
+
+unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
     unsafe {
         let (Some(host_name), Some(port)) = (str_arg(state, 1), port_arg(state, 2)) else {
             return push_fail(state, errors::INVALID_PARAM);
@@ -140,8 +160,8 @@ unsafe extern "C-unwind" fn mgr_connect(state: *mut lua_State) -> c_int {
             _ => DEFAULT_CONNECT_TIMEOUT,
         };
         let mgr = manager_index(state);
-        match with_host(|host| host.net.connect(mgr, host_name, port, timeout)) {
-            Ok(token) => push_stream(state, token, host_name, port),
+        match with_host(|host| host.net.connect(mgr, host_name, port, timeout, framing)) {
+            Ok(token) => push_stream(state, token, host_name, port, framing),
             Err(error) => return push_fail(state, error),
         }
     }
@@ -397,6 +417,19 @@ unsafe extern "C-unwind" fn stream_cancel(state: *mut lua_State) -> c_int {
                 Ok::<(), String>(())
             })
         });
+        push_send_result(state, result)
+    }
+}
+
+/// `stream.command(name, args...)`: queues one Redis command.
+unsafe extern "C-unwind" fn redis_command(state: *mut lua_State) -> c_int {
+    let token = token(state);
+    unsafe {
+        let last = ffi::lua_gettop(state);
+        if last < 1 {
+            return push_fail(state, errors::INVALID_PARAM);
+        }
+        let result = with_host(|host| host.net.send_raw(token, |out| encode_command(state, 1, last, out)));
         push_send_result(state, result)
     }
 }

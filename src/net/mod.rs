@@ -25,6 +25,7 @@ use crate::runtime::timers::Timers;
 use forward::Inflight;
 use frame::{Body, Kind, Route};
 use resolver::Resolver;
+pub use stream::Framing;
 use stream::{Flushed, State, Stream};
 
 /// Identifies a listener or stream for the life of the process (never 0).
@@ -340,12 +341,20 @@ impl NetCore {
     }
 
     /// Starts a non-blocking connect; the outcome arrives as a notice.
-    pub fn connect(&mut self, mgr: u32, host: &str, port: u16, timeout: Duration) -> Result<Token, &'static str> {
+    pub fn connect(
+        &mut self,
+        mgr: u32,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        framing: Framing,
+    ) -> Result<Token, &'static str> {
         self.has_room(mgr)?;
         if host.is_empty() {
             return Err(errors::INVALID_PARAM);
         }
-        let stream = Stream::new(mgr, State::Resolving, None, host.to_string(), port);
+        let mut stream = Stream::new(mgr, State::Resolving, None, host.to_string(), port);
+        stream.framing = framing;
         let token = self.insert(Entry::Stream(stream));
         self.managers[mgr as usize].open += 1;
         let timer = self
@@ -703,6 +712,42 @@ impl NetCore {
                 self.fail(token, error);
                 Err(SendError::Net(error))
             }
+        }
+    }
+
+    /// Appends bytes built by `write` with no luna framing (for RESP streams),
+    /// enforcing the send buffer limit.
+    pub fn send_raw<E>(
+        &mut self,
+        token: Token,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<usize, SendError<E>> {
+        let Some(stream) = self.stream(token).filter(|s| s.state != State::Closing) else {
+            return Err(SendError::Net(errors::CLOSED));
+        };
+        let out = stream.output_mut();
+        let start = out.len();
+        if let Err(error) = write(out) {
+            stream.discard_output(start);
+            return Err(SendError::Encode(error));
+        }
+        match stream.commit_output(start) {
+            Ok(size) => {
+                self.mark_dirty(token);
+                Ok(size)
+            }
+            Err(error) => {
+                self.fail(token, error);
+                Err(SendError::Net(error))
+            }
+        }
+    }
+
+    /// How a stream's bytes are cut into messages.
+    pub fn framing_of(&self, token: Token) -> Framing {
+        match self.slot(token) {
+            Some(Entry::Stream(stream)) => stream.framing,
+            _ => Framing::Luna,
         }
     }
 

@@ -30,6 +30,15 @@ pub enum State {
     Closing,
 }
 
+/// How the bytes of a stream are cut into messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// luna frames (docs/protocol.md).
+    Luna,
+    /// Redis RESP2: commands out, replies in.
+    Resp,
+}
+
 /// The result of one write attempt.
 pub enum Flushed {
     /// Everything queued is on the wire.
@@ -72,6 +81,8 @@ pub struct Stream {
     pub deadline_timer: Option<TimerId>,
     /// TCP_NODELAY wanted (applied once connected).
     pub nodelay: bool,
+    /// How the bytes are framed.
+    pub framing: Framing,
 }
 
 impl Stream {
@@ -94,6 +105,7 @@ impl Stream {
             idle_timer: None,
             deadline_timer: None,
             nodelay: true,
+            framing: Framing::Luna,
         }
     }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
