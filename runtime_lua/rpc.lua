@@ -20,19 +20,31 @@
 -- Wire: a call is the message ("@call", session, reply_to, method, ...);
 -- the answer is ("@ret", session, from_id, ok, ...). reply_to is the
 -- caller's service id for routed calls, 0 for a direct stream.
+--
+-- The per-call path allocates nothing but what the coroutine switch needs:
+-- a pending call is a few entries in tables keyed by session, and its
+-- deadline sits in a FIFO per timeout value watched by one timer.
+-- Answered calls leave their FIFO when they reach its head.
 local luna = luna
 local log = luna.log
-local timer_start, timer_cancel = luna.timer_start, luna.timer_cancel
-local running, yield, isyieldable = coroutine.running, coroutine.yield, coroutine.isyieldable
-local pack, unpack, select, type, tostring = table.pack, table.unpack, select, type, tostring
+local timer_start, timer_cancel, now_ms = luna.timer_start, luna.timer_cancel, luna.get_time_ms
+local running, yield, isyieldable, resume = coroutine.running, coroutine.yield, coroutine.isyieldable, coroutine.resume
+local pack, select, type, tostring, traceback = table.pack, select, type, tostring, debug.traceback
 
 local M = {}
 
 --- Milliseconds a call waits for its answer unless told otherwise.
 M.default_timeout_ms = 5000
 
-local stats = { calls = 0, completed = 0, timeouts = 0, late_replies = 0, connection_lost = 0, no_route = 0, remote_errors = 0 }
-local pending = {} -- session -> call record
+-- Counters (see M.stats).
+local calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors = 0, 0, 0, 0, 0, 0, 0
+
+-- Pending calls, by session.
+local waiting = {} -- session -> coroutine waiting for the answer
+local via = {} -- session -> stream the call went out on
+local deadline_of = {} -- session -> deadline (ms)
+local tracked = {} -- session -> true for calls a router tracks
+local gathering = {} -- session -> broadcast state { results = {}, expected = ids or false }
 local pending_count = 0
 local next_session = math.random(1, 0x7fffffff) -- random start: a restarted caller does not reuse recent ids
 
@@ -40,62 +52,124 @@ local function new_session()
     repeat
         next_session = next_session + 1
         if next_session > 0xffffffff then next_session = 1 end
-    until pending[next_session] == nil
+    until waiting[next_session] == nil
     return next_session
 end
 
 --- Counters: calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors, pending.
 function M.stats()
-    local copy = { pending = pending_count }
-    for k, v in pairs(stats) do copy[k] = v end
-    return copy
+    return {
+        calls = calls, completed = completed, timeouts = timeouts, late_replies = late_replies,
+        connection_lost = connection_lost, no_route = no_route, remote_errors = remote_errors,
+        pending = pending_count,
+    }
 end
 
-local function take(session)
-    local record = pending[session]
-    if record then
-        pending[session] = nil
-        pending_count = pending_count - 1
-        timer_cancel(record.timer)
-    end
-    return record
+local function resume_logged(co, ...)
+    local ok, err = resume(co, ...)
+    if not ok then log.error("error in coroutine: " .. traceback(co, tostring(err))) end
 end
 
--- Resumes the caller with (false, err) so that the call returns nil, err.
-local function fail(session, err)
-    local record = take(session)
-    if not record then return end
-    if err == "connection-lost" then
-        stats.connection_lost = stats.connection_lost + 1
-    elseif err == "no-route" then
-        stats.no_route = stats.no_route + 1
-    end
-    luna.resume(record.co, false, err)
+-- Deadlines. Calls with the same timeout expire in the order they were made,
+-- so each timeout value has a FIFO of (session, deadline) and one timer
+-- watches the earliest head. Finished calls leave the FIFO when they reach
+-- its head (at once for calls answered in order).
+local queues = {} -- timeout_ms -> { first, last, sessions = {}, deadlines = {} }
+local armed_at, armed_id = nil, nil
+
+local function live(session, deadline)
+    return deadline_of[session] == deadline
 end
 
-local function broadcast_done(session, record)
-    if not record.expected then return end
-    for _, id in ipairs(record.expected) do
-        if record.results[id] == nil then return end
+local function drop_finished(queue)
+    local first, last = queue.first, queue.last
+    local sessions, deadlines = queue.sessions, queue.deadlines
+    while first <= last and not live(sessions[first], deadlines[first]) do
+        sessions[first], deadlines[first] = nil, nil
+        first = first + 1
     end
-    take(session)
-    stats.completed = stats.completed + 1
-    luna.resume(record.co, true, record.results)
+    if first > last then
+        first, last = 1, 0 -- empty: start again at 1 so the array part is reused
+    end
+    queue.first, queue.last = first, last
 end
 
-local function on_timeout(session)
-    local record = pending[session]
-    if not record then return end
-    stats.timeouts = stats.timeouts + 1
-    if record.tracked and record.stream then
-        record.stream._cancel(session) -- let the router forget it
-    end
-    if record.results then
-        for _, id in ipairs(record.expected or {}) do
-            if record.results[id] == nil then record.results[id] = { ok = false, err = "timeout" } end
+local on_timeout
+local sweep
+
+local function arm(deadline)
+    if armed_at and armed_at <= deadline then return end
+    if armed_id then timer_cancel(armed_id) end
+    armed_at = deadline
+    armed_id = timer_start(math.max(0, deadline - now_ms()), nil, sweep)
+end
+
+function sweep()
+    armed_at, armed_id = nil, nil
+    local now = now_ms()
+    local next_deadline = nil
+    for timeout, queue in pairs(queues) do
+        drop_finished(queue)
+        while queue.first <= queue.last and queue.deadlines[queue.first] <= now do
+            local session = queue.sessions[queue.first]
+            on_timeout(session)
+            drop_finished(queue)
         end
-        take(session)
-        return luna.resume(record.co, true, record.results)
+        if queue.first > queue.last then
+            queues[timeout] = nil
+        elseif not next_deadline or queue.deadlines[queue.first] < next_deadline then
+            next_deadline = queue.deadlines[queue.first]
+        end
+    end
+    if next_deadline then arm(next_deadline) end
+end
+
+-- Forgets a pending call; returns its coroutine (nil if it was not pending).
+local function take(session)
+    local co = waiting[session]
+    if co then
+        waiting[session], via[session], deadline_of[session] = nil, nil, nil
+        tracked[session], gathering[session] = nil, nil
+        pending_count = pending_count - 1
+    end
+    return co
+end
+
+-- The call returns nil, err.
+local function fail(session, err)
+    local co = take(session)
+    if not co then return end
+    if err == "connection-lost" then
+        connection_lost = connection_lost + 1
+    elseif err == "no-route" then
+        no_route = no_route + 1
+    end
+    resume_logged(co, false, err)
+end
+
+local function broadcast_done(session, state)
+    if not state.expected then return end
+    for _, id in ipairs(state.expected) do
+        if state.results[id] == nil then return end
+    end
+    local co = take(session)
+    completed = completed + 1
+    resume_logged(co, true, state.results)
+end
+
+function on_timeout(session)
+    if not waiting[session] then return end
+    timeouts = timeouts + 1
+    if tracked[session] then
+        via[session]._cancel(session) -- let the router forget it
+    end
+    local state = gathering[session]
+    if state then
+        for _, id in ipairs(state.expected or {}) do
+            if state.results[id] == nil then state.results[id] = { ok = false, err = "timeout" } end
+        end
+        local co = take(session)
+        return resume_logged(co, true, state.results)
     end
     fail(session, "timeout")
 end
@@ -105,21 +179,33 @@ local function finish(ok, ...)
     return nil, ...
 end
 
--- Parks the running coroutine until the answer of `session` arrives.
-local function wait(session, record, timeout_ms)
-    record.co = running()
-    record.timer = timer_start(timeout_ms or M.default_timeout_ms, nil, function() on_timeout(session) end)
-    pending[session] = record
+-- Parks coroutine `co` until the answer of `session` (sent on `stream`) arrives.
+local function wait(co, session, stream, timeout_ms)
+    timeout_ms = timeout_ms or M.default_timeout_ms
+    local deadline = now_ms() + timeout_ms
+    waiting[session], via[session], deadline_of[session] = co, stream, deadline
+    local queue = queues[timeout_ms]
+    if queue then
+        drop_finished(queue) -- answered calls leave as new ones arrive
+    else
+        queue = { first = 1, last = 0, sessions = {}, deadlines = {} }
+        queues[timeout_ms] = queue
+    end
+    local last = queue.last + 1
+    queue.last, queue.sessions[last], queue.deadlines[last] = last, session, deadline
+    if not armed_at or deadline < armed_at then arm(deadline) end
     pending_count = pending_count + 1
-    stats.calls = stats.calls + 1
+    calls = calls + 1
     return finish(yield())
 end
 
-local function check_coroutine(what)
-    local _, is_main = running()
+-- The running coroutine, or an error when calls cannot wait here.
+local function caller(what)
+    local co, is_main = running()
     if is_main or not isyieldable() then
         error(what .. " must run inside a coroutine (start one with luna.go)", 3)
     end
+    return co
 end
 
 local function send_failed(err)
@@ -129,56 +215,58 @@ end
 
 -- A call on a stream, answered on the same stream.
 local function direct_call(timeout_ms, stream, method, ...)
-    check_coroutine("rpc.call")
-    M.serve(stream)
+    local co = caller("rpc.call")
+    if not stream._rpc_served then M.serve(stream) end
     local session = new_session()
     local sent, err = stream.call("@call", session, 0, method, ...)
     if not sent then return send_failed(err) end
-    return wait(session, { stream = stream, token = stream.token }, timeout_ms)
+    return wait(co, session, stream, timeout_ms)
 end
 
 --- A call through a router: `mode` is target, master, random or hash (see luna.cluster).
 function M.routed_call(timeout_ms, stream, reply_to, mode, target, key, method, ...)
-    check_coroutine("a routed call")
+    local co = caller("a routed call")
     local session = new_session()
     local sent, err = stream._forward(mode, target, key, session, false, "@call", session, reply_to, method, ...)
     if not sent then return send_failed(err) end
-    return wait(session, { stream = stream, token = stream.token, tracked = true }, timeout_ms)
+    tracked[session] = true
+    return wait(co, session, stream, timeout_ms)
 end
 
 --- A call to every node of a group through a router; returns { [service id] = answer },
 --- each answer `{ ok = true, n = count, ... }` or `{ ok = false, err = reason }`.
 function M.broadcast_call(timeout_ms, stream, reply_to, group, method, ...)
-    check_coroutine("a broadcast call")
+    local co = caller("a broadcast call")
     local session = new_session()
     local sent, err = stream._forward("broadcast", group, 0, session, false, "@call", session, reply_to, method, ...)
     if not sent then return send_failed(err) end
-    local record = { stream = stream, token = stream.token, tracked = true, results = {} }
-    return wait(session, record, timeout_ms)
+    tracked[session] = true
+    gathering[session] = { results = {}, expected = false }
+    return wait(co, session, stream, timeout_ms)
 end
 
 -- An answer arrived: ("@ret", session, from_id, ok, ...).
 local function on_return(session, from, ok, ...)
-    local record = pending[session]
-    if not record then
-        stats.late_replies = stats.late_replies + 1
+    local state = gathering[session]
+    if state then
+        if not ok then remote_errors = remote_errors + 1 end
+        local answer = ok and pack(...) or { err = "remote-error: " .. tostring((...)) }
+        answer.ok = ok and true or false
+        state.results[from] = answer
+        return broadcast_done(session, state)
+    end
+    local co = take(session)
+    if not co then
+        late_replies = late_replies + 1
         log.debug("rpc: dropped a late or unknown answer for session " .. tostring(session))
         return
     end
-    if not ok then stats.remote_errors = stats.remote_errors + 1 end
-    if record.results then
-        local answer = ok and pack(...) or { err = "remote-error: " .. tostring((...)) }
-        answer.ok = ok and true or false
-        record.results[from] = answer
-        return broadcast_done(session, record)
-    end
-    take(session)
-    stats.completed = stats.completed + 1
+    completed = completed + 1
     if ok then
-        luna.resume(record.co, true, ...)
-    else
-        luna.resume(record.co, false, "remote-error: " .. tostring((...)))
+        return resume_logged(co, true, ...)
     end
+    remote_errors = remote_errors + 1
+    resume_logged(co, false, "remote-error: " .. tostring((...)))
 end
 
 local function reply(stream, session, reply_to, self_id, ...)
@@ -189,8 +277,19 @@ local function reply(stream, session, reply_to, self_id, ...)
 end
 
 local function error_message(err)
-    log.error("error in rpc handler: " .. debug.traceback(tostring(err), 2))
+    log.error("error in rpc handler: " .. traceback(tostring(err), 2))
     return tostring(err)
+end
+
+local function send_results(stream, session, reply_to, self_id, method, ok, ...)
+    if not ok then
+        return reply(stream, session, reply_to, self_id, false, (...))
+    end
+    local sent, err = reply(stream, session, reply_to, self_id, true, ...)
+    if not sent and err ~= "closed" then
+        log.error("rpc: cannot send the results of '" .. tostring(method) .. "': " .. err)
+        reply(stream, session, reply_to, self_id, false, "cannot send the results: " .. err)
+    end
 end
 
 -- Runs in its own coroutine: calls the handler and sends its results back.
@@ -200,15 +299,7 @@ local function run_handler(stream, handlers, self_id, session, reply_to, method,
         log.warn("rpc: no handler for method '" .. tostring(method) .. "'")
         return reply(stream, session, reply_to, self_id, false, "no method '" .. tostring(method) .. "'")
     end
-    local result = pack(xpcall(handler, error_message, ...))
-    if not result[1] then
-        return reply(stream, session, reply_to, self_id, false, result[2])
-    end
-    local sent, err = reply(stream, session, reply_to, self_id, true, unpack(result, 2, result.n))
-    if not sent and err ~= "closed" then
-        log.error("rpc: cannot send the results of '" .. tostring(method) .. "': " .. err)
-        reply(stream, session, reply_to, self_id, false, "cannot send the results: " .. err)
-    end
+    send_results(stream, session, reply_to, self_id, method, xpcall(handler, error_message, ...))
 end
 
 --- Handles one message of a served stream: calls, answers and one-way
@@ -231,22 +322,21 @@ end
 
 --- Router report: a tracked call failed (no-route, send-buffer-full, connection-lost).
 function M.call_failed(session, err, mode, target)
-    local record = pending[session]
-    if not record then return end
-    if record.results and err == "connection-lost" then
-        record.results[target] = { ok = false, err = err }
-        stats.connection_lost = stats.connection_lost + 1
-        return broadcast_done(session, record)
+    local state = gathering[session]
+    if state and err == "connection-lost" then
+        state.results[target] = { ok = false, err = err }
+        connection_lost = connection_lost + 1
+        return broadcast_done(session, state)
     end
     fail(session, err)
 end
 
 --- Router report: the service ids a broadcast call reached.
 function M.broadcast_targets(session, ids)
-    local record = pending[session]
-    if record and record.results then
-        record.expected = ids
-        broadcast_done(session, record)
+    local state = gathering[session]
+    if state then
+        state.expected = ids
+        broadcast_done(session, state)
     end
 end
 
@@ -261,6 +351,7 @@ function M.serve(stream, handlers, fallback)
     end
     stream._rpc_served = true
     stream.on_call = function(msg, ...)
+        if msg == "@ret" then return on_return(...) end
         if not M.dispatch(stream, handlers, 0, msg, ...) then
             if fallback then return fallback(msg, ...) end
             log.warn("rpc: no handler for message '" .. tostring(msg) .. "'")
@@ -275,8 +366,8 @@ end
 local function stream_closed(token)
     if pending_count == 0 then return end
     local lost = {}
-    for session, record in pairs(pending) do
-        if record.token == token then lost[#lost + 1] = session end
+    for session, stream in pairs(via) do
+        if stream.token == token then lost[#lost + 1] = session end
     end
     for _, session in ipairs(lost) do fail(session, "connection-lost") end
 end

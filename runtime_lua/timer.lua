@@ -28,19 +28,48 @@ function luna.cancel_timer(timer)
     return timer_cancel(type(timer) == "table" and timer.id or timer)
 end
 
---- Resumes a coroutine, logging an error with its traceback; returns resume's results.
-function luna.resume(co, ...)
-    local result = table.pack(resume(co, ...))
-    if not result[1] then
-        luna.log.error("error in coroutine: " .. traceback(co, tostring(result[2])))
+local function checked(co, ok, ...)
+    if not ok then
+        luna.log.error("error in coroutine: " .. traceback(co, tostring((...))))
     end
-    return table.unpack(result, 1, result.n)
+    return ok, ...
 end
 
---- Runs fn(...) in a new coroutine now; errors are logged with a traceback.
+--- Resumes a coroutine, logging an error with its traceback; returns resume's results.
+function luna.resume(co, ...)
+    return checked(co, resume(co, ...))
+end
+
+-- Finished coroutines wait here for their next job: creating a coroutine
+-- costs allocations and GC work that a busy RPC server would pay per call.
+local idle = {}
+local MAX_IDLE = 256
+
+local function run(fn, ...)
+    return fn(...)
+end
+
+local function new_worker()
+    return create(function(fn, ...)
+        fn(...)
+        while #idle < MAX_IDLE do
+            idle[#idle + 1] = running()
+            run(yield()) -- parked until luna.go hands over the next (fn, ...)
+        end
+    end)
+end
+
+--- Runs fn(...) in a coroutine now; errors are logged with a traceback.
+--- Coroutines are pooled: once fn returns, the returned coroutine may run
+--- other work.
 function luna.go(fn, ...)
-    local co = create(fn)
-    luna.resume(co, ...)
+    local co = idle[#idle]
+    if co then
+        idle[#idle] = nil
+    else
+        co = new_worker()
+    end
+    luna.resume(co, fn, ...)
     return co
 end
 

@@ -31,7 +31,7 @@ struct Encoder<'a> {
 /// `state` must be a valid Lua state with `first..=last` valid stack indices.
 pub unsafe fn encode_args(state: *mut lua_State, first: c_int, last: c_int, out: &mut Vec<u8>) -> Result<(), String> {
     let count = (last - first + 1).max(0) as u32;
-    let _ = rmp::encode::write_array_len(out, count);
+    write_array_header(out, count);
     let top = unsafe { ffi::lua_gettop(state) };
     let mut encoder = Encoder {
         state,
@@ -63,11 +63,11 @@ impl Encoder<'_> {
                 }),
                 ffi::LUA_TNUMBER => {
                     if ffi::lua_isinteger(state, index) != 0 {
-                        let _ =
-                            rmp::encode::write_sint(self.out, ffi::lua_tointegerx(state, index, std::ptr::null_mut()));
+                        write_integer(self.out, ffi::lua_tointegerx(state, index, std::ptr::null_mut()));
                     } else {
-                        let _ =
-                            rmp::encode::write_f64(self.out, ffi::lua_tonumberx(state, index, std::ptr::null_mut()));
+                        self.out.push(0xcb);
+                        let value = ffi::lua_tonumberx(state, index, std::ptr::null_mut());
+                        self.out.extend_from_slice(&value.to_bits().to_be_bytes());
                     }
                 }
                 ffi::LUA_TSTRING => {
@@ -75,11 +75,8 @@ impl Encoder<'_> {
                     let ptr = ffi::lua_tolstring(state, index, &mut len);
                     let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), len);
                     let len = u32::try_from(len).map_err(|_| self.error("a string longer than 4 GiB"))?;
-                    if std::str::from_utf8(bytes).is_ok() {
-                        let _ = rmp::encode::write_str_len(self.out, len);
-                    } else {
-                        let _ = rmp::encode::write_bin_len(self.out, len);
-                    }
+                    let text = bytes.is_ascii() || std::str::from_utf8(bytes).is_ok();
+                    write_string_header(self.out, len, text);
                     self.out.extend_from_slice(bytes);
                 }
                 ffi::LUA_TTABLE => self.table(index, depth + 1)?,
@@ -107,9 +104,47 @@ impl Encoder<'_> {
             }
             let index = ffi::lua_absindex(state, index);
             self.ancestors.push(identity);
-            // An array needs every key 1..n and nothing else: a border n alone is not enough
-            // ({1, 2, nil, 4, [10] = x} has border 4 and four pairs).
             let sequence_len = ffi::lua_rawlen(state, index);
+            if sequence_len == 0 {
+                self.map_single_pass(index, depth)?;
+            } else {
+                self.sequence_or_map(index, sequence_len, depth)?;
+            }
+            self.ancestors.pop();
+        }
+        Ok(())
+    }
+
+    /// A table with no border: a map, written in one traversal with its
+    /// count patched in afterwards.
+    unsafe fn map_single_pass(&mut self, index: c_int, depth: usize) -> Result<(), String> {
+        let state = self.state;
+        let header_at = self.out.len();
+        self.out.extend_from_slice(&[0; 5]);
+        let mut pairs = 0u64;
+        unsafe {
+            ffi::lua_pushnil(state);
+            while ffi::lua_next(state, index) != 0 {
+                pairs += 1;
+                self.entry(depth)?;
+            }
+        }
+        let count = u32::try_from(pairs).map_err(|_| self.error("a table with too many entries"))?;
+        let mut header = [0u8; 5];
+        let header_len = map_header(&mut header, count);
+        // Move the entries back over the unused part of the reserved header.
+        self.out.copy_within(header_at + 5.., header_at + header_len);
+        self.out.truncate(self.out.len() - (5 - header_len));
+        self.out[header_at..header_at + header_len].copy_from_slice(&header[..header_len]);
+        Ok(())
+    }
+
+    /// A table with a border n: an array when its keys are exactly 1..n
+    /// (a border alone is not enough: {1, 2, nil, 4, [10] = x} has border 4
+    /// and four pairs), else a map.
+    unsafe fn sequence_or_map(&mut self, index: c_int, sequence_len: usize, depth: usize) -> Result<(), String> {
+        let state = self.state;
+        unsafe {
             let mut pairs = 0usize;
             let mut in_sequence = 0usize;
             ffi::lua_pushnil(state);
@@ -124,8 +159,8 @@ impl Encoder<'_> {
                 ffi::lua_pop(state, 1);
             }
             let count = u32::try_from(pairs).map_err(|_| self.error("a table with too many entries"))?;
-            if sequence_len > 0 && pairs == sequence_len && in_sequence == sequence_len {
-                let _ = rmp::encode::write_array_len(self.out, count);
+            if pairs == sequence_len && in_sequence == sequence_len {
+                write_array_header(self.out, count);
                 for at in 1..=sequence_len as i64 {
                     ffi::lua_rawgeti(state, index, at);
                     self.path.push(Step::Index(at));
@@ -134,18 +169,28 @@ impl Encoder<'_> {
                     ffi::lua_pop(state, 1);
                 }
             } else {
-                let _ = rmp::encode::write_map_len(self.out, count);
+                let mut header = [0u8; 5];
+                let header_len = map_header(&mut header, count);
+                self.out.extend_from_slice(&header[..header_len]);
                 ffi::lua_pushnil(state);
                 while ffi::lua_next(state, index) != 0 {
-                    let key_at = ffi::lua_absindex(state, -2);
-                    self.path.push(Step::KeyAt(key_at));
-                    self.value(key_at, depth)?;
-                    self.value(-1, depth)?;
-                    self.path.pop();
-                    ffi::lua_pop(state, 1);
+                    self.entry(depth)?;
                 }
             }
-            self.ancestors.pop();
+        }
+        Ok(())
+    }
+
+    /// Writes the key and value lua_next left on the stack and pops the value.
+    unsafe fn entry(&mut self, depth: usize) -> Result<(), String> {
+        let state = self.state;
+        unsafe {
+            let key_at = ffi::lua_absindex(state, -2);
+            self.path.push(Step::KeyAt(key_at));
+            self.value(key_at, depth)?;
+            self.value(-1, depth)?;
+            self.path.pop();
+            ffi::lua_pop(state, 1);
         }
         Ok(())
     }
@@ -195,6 +240,136 @@ impl Encoder<'_> {
                     }
                 }
             },
+        }
+    }
+}
+
+// MessagePack markers, written directly: the encoder's hot path.
+
+fn write_integer(out: &mut Vec<u8>, value: i64) {
+    match value {
+        0..=0x7f => out.push(value as u8),
+        -32..=-1 => out.push(value as u8),
+        0x80..=0xff => out.extend_from_slice(&[0xcc, value as u8]),
+        0x100..=0xffff => {
+            out.push(0xcd);
+            out.extend_from_slice(&(value as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(0xce);
+            out.extend_from_slice(&(value as u32).to_be_bytes());
+        }
+        0x1_0000_0000.. => {
+            out.push(0xcf);
+            out.extend_from_slice(&(value as u64).to_be_bytes());
+        }
+        -0x80..=-33 => out.extend_from_slice(&[0xd0, value as u8]),
+        -0x8000..=-0x81 => {
+            out.push(0xd1);
+            out.extend_from_slice(&(value as i16).to_be_bytes());
+        }
+        -0x8000_0000..=-0x8001 => {
+            out.push(0xd2);
+            out.extend_from_slice(&(value as i32).to_be_bytes());
+        }
+        _ => {
+            out.push(0xd3);
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+    }
+}
+
+fn write_string_header(out: &mut Vec<u8>, len: u32, text: bool) {
+    match (text, len) {
+        (true, 0..=31) => out.push(0xa0 | len as u8),
+        (true, 32..=0xff) => out.extend_from_slice(&[0xd9, len as u8]),
+        (false, 0..=0xff) => out.extend_from_slice(&[0xc4, len as u8]),
+        (_, 0x100..=0xffff) => {
+            out.push(if text { 0xda } else { 0xc5 });
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(if text { 0xdb } else { 0xc6 });
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+}
+
+fn write_array_header(out: &mut Vec<u8>, len: u32) {
+    match len {
+        0..=15 => out.push(0x90 | len as u8),
+        16..=0xffff => {
+            out.push(0xdc);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdd);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+}
+
+/// Writes a map header into `header`; returns its length.
+fn map_header(header: &mut [u8; 5], len: u32) -> usize {
+    match len {
+        0..=15 => {
+            header[0] = 0x80 | len as u8;
+            1
+        }
+        16..=0xffff => {
+            header[0] = 0xde;
+            header[1..3].copy_from_slice(&(len as u16).to_be_bytes());
+            3
+        }
+        _ => {
+            header[0] = 0xdf;
+            header[1..5].copy_from_slice(&len.to_be_bytes());
+            5
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_match_rmp() {
+        let mut values: Vec<i64> = vec![i64::MIN, i64::MAX, 0, -1, -32, -33, 127, 128, 255, 256, 65535, 65536];
+        values.extend([
+            -128,
+            -129,
+            -32768,
+            -32769,
+            -2147483648,
+            -2147483649,
+            4294967295,
+            4294967296,
+        ]);
+        for v in values {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_integer(&mut ours, v);
+            rmp::encode::write_sint(&mut theirs, v).unwrap();
+            assert_eq!(ours, theirs, "integer {v}");
+        }
+        for len in [0u32, 31, 32, 255, 256, 65535, 65536] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_string_header(&mut ours, len, true);
+            rmp::encode::write_str_len(&mut theirs, len).unwrap();
+            assert_eq!(ours, theirs, "str {len}");
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_string_header(&mut ours, len, false);
+            rmp::encode::write_bin_len(&mut theirs, len).unwrap();
+            assert_eq!(ours, theirs, "bin {len}");
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            write_array_header(&mut ours, len);
+            rmp::encode::write_array_len(&mut theirs, len).unwrap();
+            assert_eq!(ours, theirs, "array {len}");
+            let mut header = [0u8; 5];
+            let used = map_header(&mut header, len);
+            let mut theirs = Vec::new();
+            rmp::encode::write_map_len(&mut theirs, len).unwrap();
+            assert_eq!(&header[..used], &theirs[..], "map {len}");
         }
     }
 }

@@ -10,11 +10,12 @@ use std::ffi::c_void;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polling::{Events, Poller};
+use polling::Poller;
 
 use crate::net::{NetCore, Readiness, Token};
 use crate::runtime::signals::QuitSignal;
 use crate::runtime::timers::Timers;
+use crate::runtime::waiter::Waiter;
 use crate::runtime::watcher::Watcher;
 
 /// A Lua timer: whether it repeats (its callback lives in the timers table).
@@ -32,8 +33,8 @@ pub struct Host {
     pub watcher: Option<Watcher>,
     /// SIGTERM/SIGINT waiting for the loop.
     pub quit: Arc<QuitSignal>,
-    /// Reused poller event buffer.
-    pub events: Events,
+    /// Waits on the poller with reused buffers.
+    pub waiter: Waiter,
     /// Reused list of ready keys.
     pub ready: Vec<Readiness>,
     /// Default deadline for flushing output when quitting.

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use mlua::ffi::{self, lua_State};
 use mlua::{Lua, LuaOptions, StdLib};
-use polling::{Events, Poller};
+use polling::Poller;
 
 use crate::log;
 use crate::net::NetCore;
 use crate::runtime::timers::Timers;
+use crate::runtime::waiter::Waiter;
 use crate::runtime::{signals, watcher::Watcher};
 use host::{Host, Refs};
 use raw::{lossy, make_ref, push_str, set_raw_field, traceback};
@@ -79,7 +80,7 @@ fn boot_host() -> std::io::Result<Host> {
         timers: Timers::new(),
         watcher,
         quit,
-        events: Events::new(),
+        waiter: Waiter::new(),
         ready: Vec::new(),
         quit_flush: QUIT_FLUSH,
     })

@@ -82,19 +82,11 @@ fn poll(timeout: Option<Duration>) -> Vec<Readiness> {
         } else {
             deadline.map(|d| d.saturating_duration_since(now))
         };
-        host.events.clear();
-        if let Err(error) = host.poller.wait(&mut host.events, wait)
-            && error.kind() != std::io::ErrorKind::Interrupted
-        {
-            log::error(&format!("poller wait failed: {error}"));
-        }
         let mut ready = std::mem::take(&mut host.ready);
         ready.clear();
-        ready.extend(host.events.iter().map(|event| Readiness {
-            key: event.key,
-            readable: event.readable,
-            writable: event.writable,
-        }));
+        if let Err(error) = host.waiter.wait(&host.poller, wait, &mut ready) {
+            log::error(&format!("poller wait failed: {error}"));
+        }
         if let Some(watcher) = host.watcher.as_mut() {
             watcher.collect(Instant::now());
         }

@@ -22,6 +22,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::log;
 use crate::route::RouteTable;
 use crate::runtime::timers::Timers;
+pub use crate::runtime::waiter::Readiness;
 use forward::Inflight;
 use frame::{Body, Kind, Route};
 use resolver::Resolver;
@@ -132,17 +133,6 @@ pub enum ReadResult {
     Drained,
     /// The stream closed (a notice is queued).
     Closed,
-}
-
-/// The readiness a poller event reported for one key.
-#[derive(Clone, Copy, Debug)]
-pub struct Readiness {
-    /// Slot index the event is for.
-    pub key: usize,
-    /// Readable.
-    pub readable: bool,
-    /// Writable.
-    pub writable: bool,
 }
 
 /// What an event means for the Lua layer.

@@ -1,6 +1,7 @@
 //! The pieces of the event loop that know nothing of Lua: timers, signals,
-//! the file watcher.
+//! the file watcher, waiting on the poller.
 
 pub mod signals;
 pub mod timers;
+pub mod waiter;
 pub mod watcher;

@@ -31,7 +31,7 @@ usage: luna-bench [--quick] [--luna PATH] [W1 W2 ... W8]
   --luna PATH  the luna binary to bench (default: `luna` next to luna-bench)
   W1..W8       workloads to run (default: all)
 
-  W1 ping-pong, W2 pipelined, W3 routed, W4 broadcast, W5 RPC (not built yet),
+  W1 ping-pong, W2 pipelined, W3 routed, W4 broadcast, W5 RPC,
   W6 memory per idle connection, W7 codec, W8 hot reload latency.
   Output: `BENCH <workload> <value> <unit> [baseline=<v> ratio=<value/baseline>]`.";
 
@@ -159,6 +159,7 @@ fn run(args: Vec<String>) -> Result<bool> {
         pinning,
         cpus: (cpus.len() >= 2).then(|| (cpus[0], cpus[1])),
         w2_luna: None,
+        w1_luna: None,
     };
     ctx.write_scripts()?;
 
@@ -180,21 +181,11 @@ fn run(args: Vec<String>) -> Result<bool> {
     for w in selected {
         let t0 = Instant::now();
         let result = match w {
-            "W1" => workloads::w1(&ctx),
+            "W1" => workloads::w1(&mut ctx),
             "W2" => workloads::w2(&mut ctx),
             "W3" => workloads::w3(&mut ctx),
             "W4" => workloads::w4(&ctx),
-            "W5" => {
-                // TODO(W5): RPC round trips/s (coroutine call -> remote handler
-                // -> reply; 1 and 100 in flight; direct and through the router)
-                // once the RPC layer of runtime_lua exists (SPEC section 5).
-                println!("BENCH W5 skipped (RPC layer not built yet)");
-                all.push((
-                    Figure::new("W5", f64::NAN, "-"),
-                    Some("skipped (RPC layer not built yet)".into()),
-                ));
-                continue;
-            }
+            "W5" => workloads::w5(&mut ctx),
             "W6" => workloads::w6(&ctx),
             "W7" => workloads::w7(&ctx),
             _ => workloads::w8(&ctx),

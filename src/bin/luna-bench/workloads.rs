@@ -64,6 +64,8 @@ const SERVICE: &str = include_str!("../../../bench/scripts/service.lua");
 const BROADCASTER: &str = include_str!("../../../bench/scripts/broadcaster.lua");
 const IDLE_SERVER: &str = include_str!("../../../bench/scripts/idle_server.lua");
 const RELOAD_MAIN: &str = include_str!("../../../bench/scripts/reload_main.lua");
+const RPC_SERVER: &str = include_str!("../../../bench/scripts/rpc_server.lua");
+const RPC_CLIENT: &str = include_str!("../../../bench/scripts/rpc_client.lua");
 
 /// Service ids used by the routed workloads.
 const SERVICE_GROUP: u32 = 1;
@@ -86,6 +88,8 @@ pub struct Ctx {
     pub cpus: Option<(usize, usize)>,
     /// The W2 luna figure, kept for W3's ratio.
     pub w2_luna: Option<f64>,
+    /// The W1 luna figure with the W1 placement, reused by W5.
+    pub w1_luna: Option<f64>,
 }
 
 /// Which implementation serves a round-trip workload.
@@ -106,6 +110,8 @@ impl Ctx {
             ("broadcaster.lua", BROADCASTER),
             ("idle_server.lua", IDLE_SERVER),
             ("reload_main.lua", RELOAD_MAIN),
+            ("rpc_server.lua", RPC_SERVER),
+            ("rpc_client.lua", RPC_CLIENT),
         ] {
             self.dir.write(name, text)?;
         }
@@ -166,6 +172,23 @@ impl Ctx {
         Ok(rate)
     }
 
+    /// An RPC server and a client with `coroutines` callers; calls/s.
+    fn rpc_pair(&self, coroutines: usize, cpus: Option<(usize, usize)>) -> Result<f64> {
+        let mut server = self.luna("luna rpc server", "rpc_server.lua", &[], cpus.map(|c| c.0))?;
+        let port = parse_port(&server.expect("port", Duration::from_secs(10))?)?;
+        let args = vec![
+            port.to_string(),
+            coroutines.to_string(),
+            Self::ms(self.warmup),
+            Self::ms(self.duration),
+        ];
+        let mut client = self.luna("luna rpc client", "rpc_client.lua", &args, cpus.map(|c| c.1))?;
+        let rate = parse_rate(&client.expect("result", self.timeout())?)?;
+        check_quiet(&mut client)?;
+        check_quiet(&mut server)?;
+        Ok(rate)
+    }
+
     /// An echo server and a client on the given CPUs; replies/s.
     fn echo_pair(&self, side: Side, inflight: usize, cpus: Option<(usize, usize)>) -> Result<f64> {
         let (mut server, port) = self.echo_server(side, cpus.map(|c| c.0))?;
@@ -218,7 +241,7 @@ fn router_notes(router: &mut Proc) -> Result<()> {
 
 /// W1: one connection, one message in flight; round trips/s. The two
 /// processes are pinned to different CPUs, then to the same CPU.
-pub fn w1(ctx: &Ctx) -> Result<Vec<Figure>> {
+pub fn w1(ctx: &mut Ctx) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     let (placement, label) = match ctx.cpus {
         Some(cpus) => (
@@ -229,6 +252,7 @@ pub fn w1(ctx: &Ctx) -> Result<Vec<Figure>> {
     };
     let luna = ctx.echo_pair(Side::Luna, 1, placement)?;
     let base = ctx.echo_pair(Side::Baseline, 1, placement)?;
+    ctx.w1_luna = Some(luna);
     figures.push(Figure::new("W1", luna, "round-trips/s").baseline(base).note(label));
     if let Some((a, _)) = ctx.cpus {
         let luna = ctx.echo_pair(Side::Luna, 1, Some((a, a)))?;
@@ -251,6 +275,31 @@ pub fn w2(ctx: &mut Ctx) -> Result<Vec<Figure>> {
         Figure::new("W2", luna, "replies/s")
             .baseline(base)
             .note("100 in flight"),
+    ])
+}
+
+/// W5: coroutine RPC (luna.rpc) over one stream: one call in flight (same
+/// placement as W1, compared with W1's luna figure) and 100 coroutines in
+/// flight (compared with W2's luna figure).
+pub fn w5(ctx: &mut Ctx) -> Result<Vec<Figure>> {
+    let placement = ctx.cpus;
+    let w1 = match ctx.w1_luna {
+        Some(w1) => w1,
+        None => ctx.echo_pair(Side::Luna, 1, placement)?,
+    };
+    let w2 = match ctx.w2_luna {
+        Some(w2) => w2,
+        None => ctx.echo_pair(Side::Luna, 100, None)?,
+    };
+    let one = ctx.rpc_pair(1, placement)?;
+    let hundred = ctx.rpc_pair(100, None)?;
+    Ok(vec![
+        Figure::new("W5", one, "calls/s")
+            .baseline(w1)
+            .note("1 call in flight vs luna W1"),
+        Figure::new("W5.100", hundred, "calls/s")
+            .baseline(w2)
+            .note("100 coroutines in flight vs luna W2"),
     ])
 }
 
