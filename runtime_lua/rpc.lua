@@ -350,8 +350,10 @@ function M.serve(stream, handlers, fallback)
         fallback = existing -- keep the script's own handler for plain messages
     end
     stream._rpc_served = true
+    local go = luna.go
     stream.on_call = function(msg, ...)
         if msg == "@ret" then return on_return(...) end
+        if msg == "@call" then return go(run_handler, stream, handlers, 0, ...) end
         if not M.dispatch(stream, handlers, 0, msg, ...) then
             if fallback then return fallback(msg, ...) end
             log.warn("rpc: no handler for message '" .. tostring(msg) .. "'")

@@ -69,7 +69,7 @@ function luna.go(fn, ...)
     else
         co = new_worker()
     end
-    luna.resume(co, fn, ...)
+    checked(co, resume(co, fn, ...))
     return co
 end
 
