@@ -241,37 +241,23 @@ function M.start(config)
     end
 
     local function calls(timeout_ms)
-        local view = {}
-        local function through_router()
-            if current then return current.stream end
-            log.warn(node.name .. ": no live router: the call failed with no-route")
+        local function routed(mode, target, key, method, ...)
+            if not current then
+                log.warn(node.name .. ": no live router: the call failed with no-route")
+                return nil, "no-route"
+            end
+            if mode == "broadcast" then
+                return rpc.broadcast_call(timeout_ms, current.stream, ids[1], target, method, ...)
+            end
+            return rpc.routed_call(timeout_ms, current.stream, ids[1], mode, target, key, method, ...)
         end
-        function view.call_target(id, method, ...)
-            local stream = through_router()
-            if not stream then return nil, "no-route" end
-            return rpc.routed_call(timeout_ms, stream, ids[1], "target", id, 0, method, ...)
-        end
-        function view.call_master(group, method, ...)
-            local stream = through_router()
-            if not stream then return nil, "no-route" end
-            return rpc.routed_call(timeout_ms, stream, ids[1], "master", group, 0, method, ...)
-        end
-        function view.call_random(group, method, ...)
-            local stream = through_router()
-            if not stream then return nil, "no-route" end
-            return rpc.routed_call(timeout_ms, stream, ids[1], "random", group, 0, method, ...)
-        end
-        function view.call_hash(group, key, method, ...)
-            local stream = through_router()
-            if not stream then return nil, "no-route" end
-            return rpc.routed_call(timeout_ms, stream, ids[1], "hash", group, key, method, ...)
-        end
-        function view.call_broadcast(group, method, ...)
-            local stream = through_router()
-            if not stream then return nil, "no-route" end
-            return rpc.broadcast_call(timeout_ms, stream, ids[1], group, method, ...)
-        end
-        return view
+        return {
+            call_target = function(id, ...) return routed("target", id, 0, ...) end,
+            call_master = function(group, ...) return routed("master", group, 0, ...) end,
+            call_random = function(group, ...) return routed("random", group, 0, ...) end,
+            call_hash = function(group, key, ...) return routed("hash", group, key, ...) end,
+            call_broadcast = function(group, ...) return routed("broadcast", group, 0, ...) end,
+        }
     end
 
     for name, fn in pairs(calls(nil)) do node[name] = fn end

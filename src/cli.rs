@@ -96,6 +96,31 @@ pub fn parse(args: Vec<String>) -> Result<Command, String> {
     Err("missing entry script".into())
 }
 
+/// Services hold many sockets: lifts the soft descriptor limit to the hard
+/// one; returns the soft limit in force afterwards.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+        limit.rlim_cur
+    }
+}
+
 /// Runs the command line; returns the exit status.
 pub fn main(args: Vec<String>) -> i32 {
     if let Some(level) = std::env::var("LUNA_LOG_LEVEL").ok().as_deref().and_then(Level::parse) {

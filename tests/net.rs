@@ -31,6 +31,18 @@ const ECHO_SERVER: &str = r#"
     function on_start() print("port " .. listener.port) end
 "#;
 
+/// Starts a client whose script is `body` after a preamble that connects
+/// the global `stream` to `port`.
+fn start_client(dir: &Dir, port: u16, body: &str) -> Luna {
+    let script = dir.write(
+        "client.lua",
+        &format!(
+            "local mgr = luna.create_socket_mgr(10)\nstream = mgr.connect(\"127.0.0.1\", tonumber(luna.args[1]), 2000)\n{body}"
+        ),
+    );
+    Luna::start(&script, &[&port.to_string()])
+}
+
 fn start_echo_server(dir: &Dir) -> (Luna, u16) {
     let script = dir.write("server.lua", ECHO_SERVER);
     let mut server = Luna::start(&script, &[]);
@@ -42,11 +54,10 @@ fn start_echo_server(dir: &Dir) -> (Luna, u16) {
 fn echo_across_two_processes() {
     let dir = Dir::new();
     let (_server, port) = start_echo_server(&dir);
-    let client = dir.write(
-        "client.lua",
+    let mut client = start_client(
+        &dir,
+        port,
         r#"
-        local mgr = luna.create_socket_mgr(10)
-        stream = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
         stream.count = 0 -- objects take extra fields
         stream.on_connect = function(result)
             print("connect " .. result)
@@ -60,7 +71,6 @@ fn echo_across_two_processes() {
         end
         "#,
     );
-    let mut client = Luna::start(&client, &[&port.to_string()]);
     client.expect("connect ok");
     client.expect("types\tnumber\t127.0.0.1\ttrue");
     client.expect("all replies");
@@ -180,11 +190,10 @@ fn every_value_kind_round_trips_exactly() {
 fn unsendable_values_fail_with_what_and_where_and_send_nothing() {
     let dir = Dir::new();
     let (_server, port) = start_echo_server(&dir);
-    let client = dir.write(
-        "client.lua",
+    let mut client = start_client(
+        &dir,
+        port,
         r#"
-        local mgr = luna.create_socket_mgr(10)
-        stream = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
         stream.on_connect = function()
             local cyclic = {}; cyclic.self = cyclic
             local deep = {}; local t = deep
@@ -209,7 +218,6 @@ fn unsendable_values_fail_with_what_and_where_and_send_nothing() {
         end
         "#,
     );
-    let mut client = Luna::start(&client, &[&port.to_string()]);
     let lines: Vec<String> = (0..5).map(|_| client.expect("refused")).collect();
     assert!(
         lines[0].contains("cannot send a function (argument #2)"),
@@ -232,11 +240,10 @@ fn unsendable_values_fail_with_what_and_where_and_send_nothing() {
 fn ten_mib_message() {
     let dir = Dir::new();
     let (_server, port) = start_echo_server(&dir);
-    let client = dir.write(
-        "client.lua",
+    let mut client = start_client(
+        &dir,
+        port,
         r#"
-        local mgr = luna.create_socket_mgr(10)
-        stream = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
         local blob = string.rep("0123456789abcdef", 10 * 1024 * 1024 // 16)
         stream.on_connect = function() print("queued", stream.call("big", blob, #blob)) end
         stream.on_call = function(kind, msg, data, len)
@@ -245,7 +252,6 @@ fn ten_mib_message() {
         end
         "#,
     );
-    let mut client = Luna::start(&client, &[&port.to_string()]);
     client.expect("got back\tbig\t10485760\ttrue");
     assert!(client.wait_exit().success());
 }
@@ -358,11 +364,10 @@ fn connect_errors_refused_unresolvable_timeout_and_bad_params() {
 fn idle_timeout_closes_a_silent_stream() {
     let dir = Dir::new();
     let (_server, port) = start_echo_server(&dir);
-    let client = dir.write(
-        "client.lua",
+    let mut client = start_client(
+        &dir,
+        port,
         r#"
-        local mgr = luna.create_socket_mgr(10)
-        stream = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
         local t0
         stream.on_connect = function()
             stream.set_timeout(200)
@@ -377,7 +382,6 @@ fn idle_timeout_closes_a_silent_stream() {
         end
         "#,
     );
-    let mut client = Luna::start(&client, &[&port.to_string()]);
     client.expect("closed timeout after>=450 true");
     assert!(client.wait_exit().success());
 }
@@ -392,11 +396,10 @@ fn send_buffer_full_against_a_reader_that_never_reads() {
         drop(socket);
     });
     let dir = Dir::new();
-    let client = dir.write(
-        "client.lua",
+    let mut client = start_client(
+        &dir,
+        port,
         r#"
-        local mgr = luna.create_socket_mgr(10)
-        stream = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
         local chunk = string.rep("x", 64 * 1024)
         local sent = 0
         stream.on_connect = function()
@@ -418,7 +421,6 @@ fn send_buffer_full_against_a_reader_that_never_reads() {
         end
         "#,
     );
-    let mut client = Luna::start(&client, &[&port.to_string()]);
     client.expect("call refused send-buffer-full");
     client.expect("on_error send-buffer-full");
     client.expect("then call says\tnil\tclosed");
@@ -567,11 +569,10 @@ fn graceful_stop_delivers_everything_already_sent() {
 fn close_flushes_queued_output_first() {
     let dir = Dir::new();
     let (mut server, port) = start_echo_server(&dir);
-    let client = dir.write(
-        "client.lua",
+    let mut client = start_client(
+        &dir,
+        port,
         r#"
-        local mgr = luna.create_socket_mgr(10)
-        stream = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
         stream.on_connect = function()
             stream.call("last words", string.rep("w", 1000000))
             stream.close()
@@ -580,7 +581,6 @@ fn close_flushes_queued_output_first() {
         end
         "#,
     );
-    let mut client = Luna::start(&client, &[&port.to_string()]);
     client.expect("after close\tnil\tclosed");
     assert!(client.wait_exit().success());
     server.expect("error connection-lost");
@@ -681,18 +681,16 @@ fn peer_closing_while_we_write_never_kills_the_process() {
         let (socket, _) = sink.accept().unwrap();
         drop(socket); // close at once: later writes hit a reset socket (EPIPE)
     });
-    let client = dir.write(
-        "client.lua",
+    let mut client = start_client(
+        &dir,
+        port,
         r#"
-        local mgr = luna.create_socket_mgr(10)
-        stream = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
         stream.on_connect = function()
             luna.interval(5, function() stream.call("x", string.rep("y", 10000)) end)
         end
         stream.on_error = function(err) print("error " .. err); luna.timer(50, function() luna_quit_flag = true end) end
         "#,
     );
-    let mut client = Luna::start(&client, &[&port.to_string()]);
     client.expect("error connection-lost");
     assert_eq!(client.wait_exit().code(), Some(0));
 }

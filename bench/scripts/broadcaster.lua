@@ -66,11 +66,4 @@ s.on_call = function(msg, index, count)
     end
 end
 
-s.on_forward_error = function(err, fwd_mode, target)
-    print("error forward " .. tostring(err) .. " " .. tostring(fwd_mode) .. " " .. tostring(target))
-end
-
-s.on_error = function(err)
-    print("error stream: " .. tostring(err))
-    luna_quit_flag = true
-end
+import("common.lua").report_errors(s)

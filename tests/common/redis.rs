@@ -10,6 +10,27 @@ pub struct Redis {
     args: Vec<String>,
 }
 
+/// A redis-server on loopback `port` that keeps nothing on disk.
+fn server(port: u16, args: &[String]) -> Child {
+    let port = port.to_string();
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -35,22 +56,7 @@ impl Redis {
     }
 
     fn spawn(port: u16, args: Vec<String>) -> Option<Redis> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
+        let child = server(port, &args);
         let mut redis = Redis { child, port, args };
         if redis.wait_ready() { Some(redis) } else { None }
     }
@@ -80,23 +86,7 @@ impl Redis {
         self.kill();
         let end = Instant::now() + Duration::from_secs(10);
         loop {
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &self.port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .args(&self.args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server");
-            self.child = child;
+            self.child = server(self.port, &self.args);
             if self.wait_ready() {
                 return;
             }

@@ -42,7 +42,7 @@ fn main() {
     // Internal modes: this binary as a luna process or as a baseline program.
     match args.first().map(String::as_str) {
         Some("--luna-runtime") => {
-            raise_fd_limit();
+            let _ = luna::cli::raise_fd_limit();
             std::process::exit(luna::cli::main(args[1..].to_vec()));
         }
         Some(mode @ ("--baseline-server" | "--baseline-client" | "--baseline-relay")) => {
@@ -80,21 +80,6 @@ fn run_baseline(mode: &str, args: &[String]) -> Result<()> {
             Duration::from_millis(num(3)?),
         ),
         _ => baseline::relay(num(0)? as u16),
-    }
-}
-
-/// Same as the `luna` binary's main: services hold many sockets.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
     }
 }
 

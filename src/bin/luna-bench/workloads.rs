@@ -66,6 +66,7 @@ const IDLE_SERVER: &str = include_str!("../../../bench/scripts/idle_server.lua")
 const RELOAD_MAIN: &str = include_str!("../../../bench/scripts/reload_main.lua");
 const RPC_SERVER: &str = include_str!("../../../bench/scripts/rpc_server.lua");
 const RPC_CLIENT: &str = include_str!("../../../bench/scripts/rpc_client.lua");
+const COMMON: &str = include_str!("../../../bench/scripts/common.lua");
 
 /// Service ids used by the routed workloads.
 const SERVICE_GROUP: u32 = 1;
@@ -112,6 +113,7 @@ impl Ctx {
             ("reload_main.lua", RELOAD_MAIN),
             ("rpc_server.lua", RPC_SERVER),
             ("rpc_client.lua", RPC_CLIENT),
+            ("common.lua", COMMON),
         ] {
             self.dir.write(name, text)?;
         }
@@ -420,34 +422,10 @@ pub fn w4(ctx: &Ctx) -> Result<Vec<Figure>> {
     ))])
 }
 
-/// Lifts the soft RLIMIT_NOFILE to the hard one; returns the new soft limit.
-fn raise_nofile() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                return wanted.rlim_cur;
-            }
-        }
-        limit.rlim_cur
-    }
-}
-
 /// W6: idle connections to one luna process; RSS bytes per connection.
 pub fn w6(ctx: &Ctx) -> Result<Vec<Figure>> {
     let wanted: u64 = if ctx.quick { 1000 } else { 10_000 };
-    let limit = raise_nofile();
+    let limit = luna::cli::raise_fd_limit();
     let mut note = String::new();
     let count = if limit < wanted + 200 {
         let scaled = limit.saturating_sub(200) / 100 * 100;
