@@ -4,6 +4,9 @@
 //! by slot index. The core turns readiness into buffered bytes and
 //! [`Notice`]s; the Lua layer turns those into callbacks.
 
+mod accept;
+mod buffers;
+mod connect;
 pub mod errors;
 mod forward;
 pub mod frame;
@@ -12,22 +15,23 @@ pub mod stream;
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polling::{Event, PollMode, Poller};
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::SockRef;
 
 use crate::log;
 use crate::route::RouteTable;
 use crate::runtime::timers::Timers;
 pub use crate::runtime::waiter::Readiness;
+pub use accept::Listener;
+pub use buffers::{Input, ReadResult};
 use forward::Inflight;
-use frame::{Body, Kind, Route};
+use frame::Body;
 use resolver::Resolver;
 pub use stream::Framing;
-use stream::{Flushed, State, Stream};
+use stream::{State, Stream};
 
 /// Identifies a listener or stream for the life of the process (never 0).
 pub type Token = u64;
@@ -87,17 +91,6 @@ pub struct Manager {
     pub stats: Stats,
 }
 
-/// A listening socket.
-pub struct Listener {
-    /// Owning manager.
-    pub mgr: u32,
-    socket: TcpListener,
-    /// Bound address text.
-    pub ip: String,
-    /// Bound port (the real one when 0 was asked for).
-    pub port: u16,
-}
-
 enum Entry {
     Listener(Listener),
     Stream(Stream),
@@ -114,25 +107,6 @@ enum NetTimer {
     Deadline(Token),
     Idle(Token),
     AcceptRetry(Token),
-}
-
-/// Bytes read from a stream, lent to the caller to cut frames from.
-pub struct Input {
-    /// Pending bytes: maybe frames, maybe a partial one at the end.
-    pub data: Vec<u8>,
-    from_scratch: bool,
-    /// The read filled its buffer: there may be more to read.
-    pub more: bool,
-}
-
-/// What reading a stream produced.
-pub enum ReadResult {
-    /// New bytes; give the buffer back with [`NetCore::give_back_input`].
-    Data(Input),
-    /// Nothing to read now.
-    Drained,
-    /// The stream closed (a notice is queued).
-    Closed,
 }
 
 /// What an event means for the Lua layer.
@@ -299,115 +273,6 @@ impl NetCore {
         }
     }
 
-    /// Binds and listens; the listener accepts until drained on each event.
-    pub fn listen(&mut self, mgr: u32, ip: &str, port: u16, backlog: i32) -> Result<Token, String> {
-        self.has_room(mgr).map_err(String::from)?;
-        let ip_addr: IpAddr = ip.parse().map_err(|_| errors::ADDR_ERROR.to_string())?;
-        let addr = SocketAddr::new(ip_addr, port);
-        let socket =
-            Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
-        socket.set_reuse_address(true).map_err(|e| e.to_string())?;
-        socket.bind(&addr.into()).map_err(|e| e.to_string())?;
-        socket.listen(backlog).map_err(|e| e.to_string())?;
-        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let socket: TcpListener = socket.into();
-        let bound = socket.local_addr().map_err(|e| e.to_string())?;
-        let token = self.insert(Entry::Listener(Listener {
-            mgr,
-            socket,
-            ip: bound.ip().to_string(),
-            port: bound.port(),
-        }));
-        let registered = match self.slot(token) {
-            Some(Entry::Listener(listener)) => self.register(&listener.socket, index_of(token)),
-            _ => unreachable!("just inserted"),
-        };
-        if let Err(error) = registered {
-            self.release(token);
-            return Err(error.to_string());
-        }
-        self.managers[mgr as usize].open += 1;
-        Ok(token)
-    }
-
-    /// Starts a non-blocking connect; the outcome arrives as a notice.
-    pub fn connect(
-        &mut self,
-        mgr: u32,
-        host: &str,
-        port: u16,
-        timeout: Duration,
-        framing: Framing,
-    ) -> Result<Token, &'static str> {
-        self.has_room(mgr)?;
-        if host.is_empty() {
-            return Err(errors::INVALID_PARAM);
-        }
-        let mut stream = Stream::new(mgr, State::Resolving, None, host.to_string(), port);
-        stream.framing = framing;
-        let token = self.insert(Entry::Stream(stream));
-        self.managers[mgr as usize].open += 1;
-        let timer = self
-            .timers
-            .add_at(Instant::now() + timeout, None, NetTimer::Deadline(token));
-        if let Some(stream) = self.stream(token) {
-            stream.deadline_timer = Some(timer);
-        }
-        match host.parse::<IpAddr>() {
-            Ok(ip) => self.start_connect(token, SocketAddr::new(ip, port)),
-            Err(_) => self.resolver.resolve(token, host.to_string(), port),
-        }
-        Ok(token)
-    }
-
-    fn start_connect(&mut self, token: Token, addr: SocketAddr) {
-        let attempt = (|| -> io::Result<TcpStream> {
-            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-            socket.set_nonblocking(true)?;
-            match socket.connect(&addr.into()) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-                Err(e) => return Err(e),
-            }
-            Ok(socket.into())
-        })();
-        let socket = match attempt {
-            Ok(socket) => socket,
-            Err(_) => return self.fail(token, errors::CONNECT_FAILED),
-        };
-        if self.register(&socket, index_of(token)).is_err() {
-            return self.fail(token, errors::CONNECT_FAILED);
-        }
-        if let Some(stream) = self.stream(token) {
-            stream.socket = Some(socket);
-            stream.state = State::Connecting;
-        }
-    }
-
-    fn finish_connect(&mut self, token: Token) {
-        let Some(stream) = self.stream(token) else { return };
-        let Some(socket) = &stream.socket else { return };
-        let connected = matches!(socket.take_error(), Ok(None)) && socket.peer_addr().is_ok();
-        if !connected {
-            return self.fail(token, errors::CONNECT_FAILED);
-        }
-        let _ = socket.set_nodelay(stream.nodelay);
-        if let Ok(peer) = socket.peer_addr() {
-            stream.ip = peer.ip().to_string();
-        }
-        stream.state = State::Open;
-        stream.last_recv = Instant::now();
-        let deadline = stream.deadline_timer.take();
-        let wants_flush = stream.unsent() > 0;
-        if let Some(timer) = deadline {
-            self.timers.cancel(timer);
-        }
-        self.notices.push_back(Notice::Connected(token));
-        if wants_flush {
-            self.mark_dirty(token);
-        }
-    }
-
     /// Handles a poller event for one key.
     pub fn handle_event(&mut self, ready: Readiness) -> EventAction {
         let Some(token) = self.token_at(ready.key) else {
@@ -439,200 +304,6 @@ impl NetCore {
         }
     }
 
-    fn accept_all(&mut self, listener_token: Token) {
-        loop {
-            let Some(Entry::Listener(listener)) = self.slot(listener_token) else {
-                return;
-            };
-            let mgr = listener.mgr;
-            let (socket, peer) = match listener.socket.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) =>
-                {
-                    log::error(&format!(
-                        "accept failed: {e}; retrying in {} ms",
-                        ACCEPT_RETRY.as_millis()
-                    ));
-                    self.timers.add_at(
-                        Instant::now() + ACCEPT_RETRY,
-                        None,
-                        NetTimer::AcceptRetry(listener_token),
-                    );
-                    return;
-                }
-                Err(_) => continue, // the peer gave up before we accepted: take the next one
-            };
-            if self.has_room(mgr).is_err() {
-                drop(socket);
-                self.managers[mgr as usize].stats.refused += 1;
-                self.log_refused();
-                continue;
-            }
-            if socket.set_nonblocking(true).is_err() {
-                continue;
-            }
-            let _ = socket.set_nodelay(true);
-            let stream = Stream::new(mgr, State::Open, None, peer.ip().to_string(), peer.port());
-            let token = self.insert(Entry::Stream(stream));
-            if self.register(&socket, index_of(token)).is_err() {
-                self.release(token);
-                continue;
-            }
-            if let Some(stream) = self.stream(token) {
-                stream.socket = Some(socket);
-            }
-            self.managers[mgr as usize].open += 1;
-            self.notices.push_back(Notice::Accepted {
-                listener: listener_token,
-                stream: token,
-            });
-        }
-    }
-
-    fn log_refused(&mut self) {
-        let now = Instant::now();
-        if self
-            .refused_logged_at
-            .is_none_or(|at| now - at >= Duration::from_secs(1))
-        {
-            self.refused_logged_at = Some(now);
-            log::warn("too-many-connection: refused an incoming connection (max_fd reached)");
-        }
-    }
-
-    /// Reads once from a stream; a full read queues it to be read again this pass.
-    pub fn read(&mut self, token: Token) -> ReadResult {
-        let scratch_free = !self.scratch.is_empty() || self.scratch.capacity() > 0;
-        let Some(stream) = self.stream(token) else {
-            return ReadResult::Closed;
-        };
-        if stream.state == State::Closing {
-            return self.discard_input(token);
-        }
-        let (mut data, from_scratch) = if stream.input.is_empty() && scratch_free {
-            (std::mem::take(&mut self.scratch), true)
-        } else {
-            let Some(stream) = self.stream(token) else {
-                return ReadResult::Closed;
-            };
-            (std::mem::take(&mut stream.input), false)
-        };
-        let Some(stream) = self.stream(token) else {
-            return ReadResult::Closed;
-        };
-        // Read a whole large frame in one go once its length is known.
-        let want = match frame::declared_len(&data) {
-            Some(body) if !from_scratch => (frame::PREFIX_LEN + body).saturating_sub(data.len()).max(READ_CHUNK),
-            _ => READ_CHUNK,
-        };
-        let before = data.len();
-        let result = stream.recv_into(&mut data, want);
-        match result {
-            Ok(0) => {
-                self.put_back(token, data, from_scratch);
-                self.peer_closed(token);
-                ReadResult::Closed
-            }
-            Ok(received) => {
-                let more = received == data.capacity() - before;
-                if let Some(stream) = self.stream(token) {
-                    stream.last_recv = Instant::now();
-                }
-                ReadResult::Data(Input {
-                    data,
-                    from_scratch,
-                    more,
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-                self.put_back(token, data, from_scratch);
-                ReadResult::Drained
-            }
-            Err(_) => {
-                self.put_back(token, data, from_scratch);
-                self.fail(token, errors::CONNECTION_LOST);
-                ReadResult::Closed
-            }
-        }
-    }
-
-    // A closing stream's input is read and dropped until the peer closes.
-    fn discard_input(&mut self, token: Token) -> ReadResult {
-        let mut sink = std::mem::take(&mut self.scratch);
-        loop {
-            sink.clear();
-            let Some(stream) = self.stream(token) else { break };
-            match stream.recv_into(&mut sink, READ_CHUNK) {
-                Ok(0) => {
-                    self.release(token);
-                    break;
-                }
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    self.release(token);
-                    break;
-                }
-            }
-        }
-        sink.clear();
-        self.scratch = sink;
-        ReadResult::Drained
-    }
-
-    fn put_back(&mut self, token: Token, mut data: Vec<u8>, from_scratch: bool) {
-        if from_scratch {
-            data.clear();
-            self.scratch = data;
-        } else if let Some(stream) = self.stream(token) {
-            stream.input = data;
-        }
-    }
-
-    /// Returns a buffer lent by [`NetCore::read`]; bytes past `consumed` stay pending.
-    pub fn give_back_input(&mut self, token: Token, input: Input, consumed: usize) {
-        let Input {
-            mut data,
-            from_scratch,
-            more,
-        } = input;
-        if from_scratch {
-            if let Some(stream) = self.stream(token)
-                && consumed < data.len()
-            {
-                stream.input.extend_from_slice(&data[consumed..]);
-            }
-            data.clear();
-            self.scratch = data;
-        } else if let Some(stream) = self.stream(token) {
-            if consumed >= data.len() {
-                stream.input = Vec::new();
-            } else {
-                data.drain(..consumed);
-                stream.input = data;
-            }
-        }
-        if more && self.is_alive(token) {
-            self.again.push(token);
-        }
-    }
-
-    /// Streams whose last read filled the buffer, to read again this pass.
-    pub fn take_again(&mut self) -> Vec<Token> {
-        std::mem::take(&mut self.again)
-    }
-
-    /// True when some stream still has unread input or a notice is waiting.
-    pub fn has_immediate_work(&self) -> bool {
-        !self.again.is_empty() || !self.notices.is_empty()
-    }
-
     /// The package size of the stream's manager.
     pub fn package_size_of(&self, token: Token) -> usize {
         match self.slot(token) {
@@ -657,181 +328,11 @@ impl NetCore {
         }
     }
 
-    /// Appends a frame built by `write` to the stream's output, enforcing the
-    /// package size on the payload and the send buffer limit.
-    pub fn send_with<E>(
-        &mut self,
-        token: Token,
-        kind: Kind,
-        route: Option<&Route>,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<usize, SendError<E>> {
-        let Some((stream, manager)) = self.stream_and_manager(token) else {
-            return Err(SendError::Net(errors::CLOSED));
-        };
-        if stream.state == State::Closing {
-            return Err(SendError::Net(errors::CLOSED));
-        }
-        let package_size = manager.package_size;
-        let out = stream.output_mut();
-        let start = frame::begin(out, kind);
-        if let Some(route) = route {
-            frame::push_route(out, route);
-        }
-        let payload_start = out.len();
-        if let Err(error) = write(out) {
-            stream.discard_output(start);
-            return Err(SendError::Encode(error));
-        }
-        if out.len() - payload_start > package_size {
-            stream.discard_output(start);
-            return Err(SendError::Net(errors::PACKAGE_TOO_LARGE));
-        }
-        frame::finish(out, start);
-        match stream.commit_output(start) {
-            Ok(size) => {
-                // A big backlog is written now rather than at the end of the pass.
-                if stream.unsent() >= EARLY_FLUSH && !stream.write_blocked && stream.state == State::Open {
-                    self.flush_stream(token);
-                } else {
-                    self.mark_dirty(token);
-                }
-                Ok(size)
-            }
-            Err(error) => {
-                self.fail(token, error);
-                Err(SendError::Net(error))
-            }
-        }
-    }
-
-    /// Appends bytes built by `write` with no luna framing (for RESP streams),
-    /// enforcing the send buffer limit.
-    pub fn send_raw<E>(
-        &mut self,
-        token: Token,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<usize, SendError<E>> {
-        let Some(stream) = self.stream(token).filter(|s| s.state != State::Closing) else {
-            return Err(SendError::Net(errors::CLOSED));
-        };
-        let out = stream.output_mut();
-        let start = out.len();
-        if let Err(error) = write(out) {
-            stream.discard_output(start);
-            return Err(SendError::Encode(error));
-        }
-        match stream.commit_output(start) {
-            Ok(size) => {
-                self.mark_dirty(token);
-                Ok(size)
-            }
-            Err(error) => {
-                self.fail(token, error);
-                Err(SendError::Net(error))
-            }
-        }
-    }
-
     /// How a stream's bytes are cut into messages.
     pub fn framing_of(&self, token: Token) -> Framing {
         match self.slot(token) {
             Some(Entry::Stream(stream)) => stream.framing,
             _ => Framing::Luna,
-        }
-    }
-
-    fn mark_dirty(&mut self, token: Token) {
-        let index = index_of(token) as u32;
-        if let Some(stream) = self.stream(token)
-            && !stream.dirty
-            && !stream.write_blocked
-        {
-            stream.dirty = true;
-            self.dirty.push(index);
-        }
-    }
-
-    /// Writes every stream with output queued this pass.
-    pub fn flush_dirty(&mut self) {
-        self.report_lost_calls();
-        // Flushing never marks streams dirty, so the list is stable while we walk it.
-        for at in 0..self.dirty.len() {
-            let Some(token) = self.token_at(self.dirty[at] as usize) else {
-                continue;
-            };
-            if let Some(stream) = self.stream(token)
-                && stream.dirty
-            {
-                stream.dirty = false;
-                self.flush_stream(token);
-            }
-        }
-        self.dirty.clear();
-    }
-
-    fn flush_stream(&mut self, token: Token) {
-        let Some(stream) = self.stream(token) else { return };
-        if !matches!(stream.state, State::Open | State::Closing) {
-            return;
-        }
-        stream.write_blocked = false;
-        match stream.flush() {
-            Flushed::All => {
-                if stream.state == State::Closing {
-                    self.release(token);
-                }
-            }
-            Flushed::Blocked => {}
-            Flushed::Failed => {
-                if stream.state == State::Closing {
-                    self.release(token);
-                } else {
-                    self.fail(token, errors::CONNECTION_LOST);
-                }
-            }
-        }
-    }
-
-    /// True while any stream has output not yet written.
-    pub fn has_unsent_output(&self) -> bool {
-        self.slots.iter().any(|slot| match &slot.socket {
-            Some(Entry::Stream(stream)) => {
-                stream.unsent() > 0 && matches!(stream.state, State::Open | State::Closing | State::Connecting)
-            }
-            _ => false,
-        })
-    }
-
-    /// Waits (bounded by `deadline`) until the kernel has no unacknowledged
-    /// output left on any stream, so closing at exit loses nothing.
-    pub fn wait_until_acknowledged(&self, deadline: Instant) -> bool {
-        loop {
-            let waiting = self.slots.iter().any(|slot| match &slot.socket {
-                Some(Entry::Stream(Stream {
-                    socket: Some(socket),
-                    state: State::Open | State::Closing,
-                    ..
-                })) => unacknowledged_bytes(socket) > 0,
-                _ => false,
-            });
-            if !waiting {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Marks every stream with output for flushing (used when quitting).
-    pub fn mark_all_dirty(&mut self) {
-        let tokens: Vec<Token> = (0..self.slots.len()).filter_map(|key| self.token_at(key)).collect();
-        for token in tokens {
-            if self.stream(token).is_some_and(|s| s.unsent() > 0) {
-                self.mark_dirty(token);
-            }
         }
     }
 
@@ -980,18 +481,9 @@ impl NetCore {
         self.timers.next_deadline()
     }
 
-    /// Runs due internal deadlines and finished name lookups.
+    /// Runs finished name lookups and due internal deadlines.
     pub fn run_timers(&mut self, now: Instant) {
-        while let Some((token, result)) = self.resolver.try_next() {
-            let resolving = self.stream(token).is_some_and(|s| s.state == State::Resolving);
-            if !resolving {
-                continue;
-            }
-            match result.ok().and_then(|addrs| addrs.into_iter().next()) {
-                Some(addr) => self.start_connect(token, addr),
-                None => self.fail(token, errors::ADDR_ERROR),
-            }
-        }
+        self.connect_resolved();
         while let Some((_, timer)) = self.timers.pop_due(now) {
             match timer {
                 NetTimer::Deadline(token) => {
@@ -1034,21 +526,6 @@ impl NetCore {
             }
         }
     }
-}
-
-/// Bytes the kernel holds for a socket that the peer has not acknowledged.
-#[cfg(target_os = "linux")]
-fn unacknowledged_bytes(socket: &TcpStream) -> i32 {
-    use std::os::fd::AsRawFd;
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int for a TCP socket.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-    if rc == 0 { queued } else { 0 }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn unacknowledged_bytes(_socket: &TcpStream) -> i32 {
-    0
 }
 
 /// Why a frame could not be queued.

@@ -1,0 +1,121 @@
+//! Listening sockets: bind, listen, and accept until drained.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::stream::{State, Stream};
+use super::{ACCEPT_RETRY, Entry, NetCore, NetTimer, Notice, Token, errors, index_of};
+use crate::log;
+
+/// A listening socket.
+pub struct Listener {
+    /// Owning manager.
+    pub mgr: u32,
+    pub(super) socket: TcpListener,
+    /// Bound address text.
+    pub ip: String,
+    /// Bound port (the real one when 0 was asked for).
+    pub port: u16,
+}
+
+impl NetCore {
+    /// Binds and listens; the listener accepts until drained on each event.
+    pub fn listen(&mut self, mgr: u32, ip: &str, port: u16, backlog: i32) -> Result<Token, String> {
+        self.has_room(mgr).map_err(String::from)?;
+        let ip_addr: IpAddr = ip.parse().map_err(|_| errors::ADDR_ERROR.to_string())?;
+        let addr = SocketAddr::new(ip_addr, port);
+        let socket =
+            Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
+        socket.set_reuse_address(true).map_err(|e| e.to_string())?;
+        socket.bind(&addr.into()).map_err(|e| e.to_string())?;
+        socket.listen(backlog).map_err(|e| e.to_string())?;
+        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let socket: TcpListener = socket.into();
+        let bound = socket.local_addr().map_err(|e| e.to_string())?;
+        let token = self.insert(Entry::Listener(Listener {
+            mgr,
+            socket,
+            ip: bound.ip().to_string(),
+            port: bound.port(),
+        }));
+        let registered = match self.slot(token) {
+            Some(Entry::Listener(listener)) => self.register(&listener.socket, index_of(token)),
+            _ => unreachable!("just inserted"),
+        };
+        if let Err(error) = registered {
+            self.release(token);
+            return Err(error.to_string());
+        }
+        self.managers[mgr as usize].open += 1;
+        Ok(token)
+    }
+
+    pub(super) fn accept_all(&mut self, listener_token: Token) {
+        loop {
+            let Some(Entry::Listener(listener)) = self.slot(listener_token) else {
+                return;
+            };
+            let mgr = listener.mgr;
+            let (socket, peer) = match listener.socket.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    log::error(&format!(
+                        "accept failed: {e}; retrying in {} ms",
+                        ACCEPT_RETRY.as_millis()
+                    ));
+                    self.timers.add_at(
+                        Instant::now() + ACCEPT_RETRY,
+                        None,
+                        NetTimer::AcceptRetry(listener_token),
+                    );
+                    return;
+                }
+                Err(_) => continue, // the peer gave up before we accepted: take the next one
+            };
+            if self.has_room(mgr).is_err() {
+                drop(socket);
+                self.managers[mgr as usize].stats.refused += 1;
+                self.log_refused();
+                continue;
+            }
+            if socket.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let stream = Stream::new(mgr, State::Open, None, peer.ip().to_string(), peer.port());
+            let token = self.insert(Entry::Stream(stream));
+            if self.register(&socket, index_of(token)).is_err() {
+                self.release(token);
+                continue;
+            }
+            if let Some(stream) = self.stream(token) {
+                stream.socket = Some(socket);
+            }
+            self.managers[mgr as usize].open += 1;
+            self.notices.push_back(Notice::Accepted {
+                listener: listener_token,
+                stream: token,
+            });
+        }
+    }
+
+    pub(super) fn log_refused(&mut self) {
+        let now = Instant::now();
+        if self
+            .refused_logged_at
+            .is_none_or(|at| now - at >= Duration::from_secs(1))
+        {
+            self.refused_logged_at = Some(now);
+            log::warn("too-many-connection: refused an incoming connection (max_fd reached)");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Stream buffers: reading into them, queueing frames, writing them out.
+
+use std::io;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::frame::{self, Kind, Route};
+use super::stream::{Flushed, State, Stream};
+use super::{EARLY_FLUSH, Entry, NetCore, READ_CHUNK, SendError, Token, errors, index_of};
+
+/// Bytes read from a stream, lent to the caller to cut frames from.
+pub struct Input {
+    /// Pending bytes: maybe frames, maybe a partial one at the end.
+    pub data: Vec<u8>,
+    from_scratch: bool,
+    /// The read filled its buffer: there may be more to read.
+    pub more: bool,
+}
+
+/// What reading a stream produced.
+pub enum ReadResult {
+    /// New bytes; give the buffer back with [`NetCore::give_back_input`].
+    Data(Input),
+    /// Nothing to read now.
+    Drained,
+    /// The stream closed (a notice is queued).
+    Closed,
+}
+
+impl NetCore {
+    /// Reads once from a stream; a full read queues it to be read again this pass.
+    pub fn read(&mut self, token: Token) -> ReadResult {
+        let scratch_free = !self.scratch.is_empty() || self.scratch.capacity() > 0;
+        let Some(stream) = self.stream(token) else {
+            return ReadResult::Closed;
+        };
+        if stream.state == State::Closing {
+            return self.discard_input(token);
+        }
+        let (mut data, from_scratch) = if stream.input.is_empty() && scratch_free {
+            (std::mem::take(&mut self.scratch), true)
+        } else {
+            let Some(stream) = self.stream(token) else {
+                return ReadResult::Closed;
+            };
+            (std::mem::take(&mut stream.input), false)
+        };
+        let Some(stream) = self.stream(token) else {
+            return ReadResult::Closed;
+        };
+        // Read a whole large frame in one go once its length is known.
+        let want = match frame::declared_len(&data) {
+            Some(body) if !from_scratch => (frame::PREFIX_LEN + body).saturating_sub(data.len()).max(READ_CHUNK),
+            _ => READ_CHUNK,
+        };
+        let before = data.len();
+        let result = stream.recv_into(&mut data, want);
+        match result {
+            Ok(0) => {
+                self.put_back(token, data, from_scratch);
+                self.peer_closed(token);
+                ReadResult::Closed
+            }
+            Ok(received) => {
+                let more = received == data.capacity() - before;
+                if let Some(stream) = self.stream(token) {
+                    stream.last_recv = Instant::now();
+                }
+                ReadResult::Data(Input {
+                    data,
+                    from_scratch,
+                    more,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                self.put_back(token, data, from_scratch);
+                ReadResult::Drained
+            }
+            Err(_) => {
+                self.put_back(token, data, from_scratch);
+                self.fail(token, errors::CONNECTION_LOST);
+                ReadResult::Closed
+            }
+        }
+    }
+
+    // A closing stream's input is read and dropped until the peer closes.
+    pub(super) fn discard_input(&mut self, token: Token) -> ReadResult {
+        let mut sink = std::mem::take(&mut self.scratch);
+        loop {
+            sink.clear();
+            let Some(stream) = self.stream(token) else { break };
+            match stream.recv_into(&mut sink, READ_CHUNK) {
+                Ok(0) => {
+                    self.release(token);
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.release(token);
+                    break;
+                }
+            }
+        }
+        sink.clear();
+        self.scratch = sink;
+        ReadResult::Drained
+    }
+
+    pub(super) fn put_back(&mut self, token: Token, mut data: Vec<u8>, from_scratch: bool) {
+        if from_scratch {
+            data.clear();
+            self.scratch = data;
+        } else if let Some(stream) = self.stream(token) {
+            stream.input = data;
+        }
+    }
+
+    /// Returns a buffer lent by [`NetCore::read`]; bytes past `consumed` stay pending.
+    pub fn give_back_input(&mut self, token: Token, input: Input, consumed: usize) {
+        let Input {
+            mut data,
+            from_scratch,
+            more,
+        } = input;
+        if from_scratch {
+            if let Some(stream) = self.stream(token)
+                && consumed < data.len()
+            {
+                stream.input.extend_from_slice(&data[consumed..]);
+            }
+            data.clear();
+            self.scratch = data;
+        } else if let Some(stream) = self.stream(token) {
+            if consumed >= data.len() {
+                stream.input = Vec::new();
+            } else {
+                data.drain(..consumed);
+                stream.input = data;
+            }
+        }
+        if more && self.is_alive(token) {
+            self.again.push(token);
+        }
+    }
+
+    /// Streams whose last read filled the buffer, to read again this pass.
+    pub fn take_again(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.again)
+    }
+
+    /// True when some stream still has unread input or a notice is waiting.
+    pub fn has_immediate_work(&self) -> bool {
+        !self.again.is_empty() || !self.notices.is_empty()
+    }
+
+    /// Appends a frame built by `write` to the stream's output, enforcing the
+    /// package size on the payload and the send buffer limit.
+    pub fn send_with<E>(
+        &mut self,
+        token: Token,
+        kind: Kind,
+        route: Option<&Route>,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<usize, SendError<E>> {
+        let Some((stream, manager)) = self.stream_and_manager(token) else {
+            return Err(SendError::Net(errors::CLOSED));
+        };
+        if stream.state == State::Closing {
+            return Err(SendError::Net(errors::CLOSED));
+        }
+        let package_size = manager.package_size;
+        let out = stream.output_mut();
+        let start = frame::begin(out, kind);
+        if let Some(route) = route {
+            frame::push_route(out, route);
+        }
+        let payload_start = out.len();
+        if let Err(error) = write(out) {
+            stream.discard_output(start);
+            return Err(SendError::Encode(error));
+        }
+        if out.len() - payload_start > package_size {
+            stream.discard_output(start);
+            return Err(SendError::Net(errors::PACKAGE_TOO_LARGE));
+        }
+        frame::finish(out, start);
+        match stream.commit_output(start) {
+            Ok(size) => {
+                // A big backlog is written now rather than at the end of the pass.
+                if stream.unsent() >= EARLY_FLUSH && !stream.write_blocked && stream.state == State::Open {
+                    self.flush_stream(token);
+                } else {
+                    self.mark_dirty(token);
+                }
+                Ok(size)
+            }
+            Err(error) => {
+                self.fail(token, error);
+                Err(SendError::Net(error))
+            }
+        }
+    }
+
+    /// Appends bytes built by `write` with no luna framing (for RESP streams),
+    /// enforcing the send buffer limit.
+    pub fn send_raw<E>(
+        &mut self,
+        token: Token,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<usize, SendError<E>> {
+        let Some(stream) = self.stream(token).filter(|s| s.state != State::Closing) else {
+            return Err(SendError::Net(errors::CLOSED));
+        };
+        let out = stream.output_mut();
+        let start = out.len();
+        if let Err(error) = write(out) {
+            stream.discard_output(start);
+            return Err(SendError::Encode(error));
+        }
+        match stream.commit_output(start) {
+            Ok(size) => {
+                self.mark_dirty(token);
+                Ok(size)
+            }
+            Err(error) => {
+                self.fail(token, error);
+                Err(SendError::Net(error))
+            }
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self, token: Token) {
+        let index = index_of(token) as u32;
+        if let Some(stream) = self.stream(token)
+            && !stream.dirty
+            && !stream.write_blocked
+        {
+            stream.dirty = true;
+            self.dirty.push(index);
+        }
+    }
+
+    /// Writes every stream with output queued this pass.
+    pub fn flush_dirty(&mut self) {
+        self.report_lost_calls();
+        // Flushing never marks streams dirty, so the list is stable while we walk it.
+        for at in 0..self.dirty.len() {
+            let Some(token) = self.token_at(self.dirty[at] as usize) else {
+                continue;
+            };
+            if let Some(stream) = self.stream(token)
+                && stream.dirty
+            {
+                stream.dirty = false;
+                self.flush_stream(token);
+            }
+        }
+        self.dirty.clear();
+    }
+
+    pub(super) fn flush_stream(&mut self, token: Token) {
+        let Some(stream) = self.stream(token) else { return };
+        if !matches!(stream.state, State::Open | State::Closing) {
+            return;
+        }
+        stream.write_blocked = false;
+        match stream.flush() {
+            Flushed::All => {
+                if stream.state == State::Closing {
+                    self.release(token);
+                }
+            }
+            Flushed::Blocked => {}
+            Flushed::Failed => {
+                if stream.state == State::Closing {
+                    self.release(token);
+                } else {
+                    self.fail(token, errors::CONNECTION_LOST);
+                }
+            }
+        }
+    }
+
+    /// True while any stream has output not yet written.
+    pub fn has_unsent_output(&self) -> bool {
+        self.slots.iter().any(|slot| match &slot.socket {
+            Some(Entry::Stream(stream)) => {
+                stream.unsent() > 0 && matches!(stream.state, State::Open | State::Closing | State::Connecting)
+            }
+            _ => false,
+        })
+    }
+
+    /// Waits (bounded by `deadline`) until the kernel has no unacknowledged
+    /// output left on any stream, so closing at exit loses nothing.
+    pub fn wait_until_acknowledged(&self, deadline: Instant) -> bool {
+        loop {
+            let waiting = self.slots.iter().any(|slot| match &slot.socket {
+                Some(Entry::Stream(Stream {
+                    socket: Some(socket),
+                    state: State::Open | State::Closing,
+                    ..
+                })) => unacknowledged_bytes(socket) > 0,
+                _ => false,
+            });
+            if !waiting {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Marks every stream with output for flushing (used when quitting).
+    pub fn mark_all_dirty(&mut self) {
+        let tokens: Vec<Token> = (0..self.slots.len()).filter_map(|key| self.token_at(key)).collect();
+        for token in tokens {
+            if self.stream(token).is_some_and(|s| s.unsent() > 0) {
+                self.mark_dirty(token);
+            }
+        }
+    }
+}
+
+/// Bytes the kernel holds for a socket that the peer has not acknowledged.
+#[cfg(target_os = "linux")]
+fn unacknowledged_bytes(socket: &TcpStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int for a TCP socket.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc == 0 { queued } else { 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged_bytes(_socket: &TcpStream) -> i32 {
+    0
+}

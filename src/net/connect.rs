@@ -1,0 +1,104 @@
+//! Outgoing connections: name resolution off the loop, non-blocking connect, timeouts.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::stream::{Framing, State, Stream};
+use super::{Entry, NetCore, NetTimer, Notice, Token, errors, index_of};
+
+impl NetCore {
+    /// Starts a non-blocking connect; the outcome arrives as a notice.
+    pub fn connect(
+        &mut self,
+        mgr: u32,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        framing: Framing,
+    ) -> Result<Token, &'static str> {
+        self.has_room(mgr)?;
+        if host.is_empty() {
+            return Err(errors::INVALID_PARAM);
+        }
+        let mut stream = Stream::new(mgr, State::Resolving, None, host.to_string(), port);
+        stream.framing = framing;
+        let token = self.insert(Entry::Stream(stream));
+        self.managers[mgr as usize].open += 1;
+        let timer = self
+            .timers
+            .add_at(Instant::now() + timeout, None, NetTimer::Deadline(token));
+        if let Some(stream) = self.stream(token) {
+            stream.deadline_timer = Some(timer);
+        }
+        match host.parse::<IpAddr>() {
+            Ok(ip) => self.start_connect(token, SocketAddr::new(ip, port)),
+            Err(_) => self.resolver.resolve(token, host.to_string(), port),
+        }
+        Ok(token)
+    }
+
+    pub(super) fn start_connect(&mut self, token: Token, addr: SocketAddr) {
+        let attempt = (|| -> io::Result<TcpStream> {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_nonblocking(true)?;
+            match socket.connect(&addr.into()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(socket.into())
+        })();
+        let socket = match attempt {
+            Ok(socket) => socket,
+            Err(_) => return self.fail(token, errors::CONNECT_FAILED),
+        };
+        if self.register(&socket, index_of(token)).is_err() {
+            return self.fail(token, errors::CONNECT_FAILED);
+        }
+        if let Some(stream) = self.stream(token) {
+            stream.socket = Some(socket);
+            stream.state = State::Connecting;
+        }
+    }
+
+    pub(super) fn finish_connect(&mut self, token: Token) {
+        let Some(stream) = self.stream(token) else { return };
+        let Some(socket) = &stream.socket else { return };
+        let connected = matches!(socket.take_error(), Ok(None)) && socket.peer_addr().is_ok();
+        if !connected {
+            return self.fail(token, errors::CONNECT_FAILED);
+        }
+        let _ = socket.set_nodelay(stream.nodelay);
+        if let Ok(peer) = socket.peer_addr() {
+            stream.ip = peer.ip().to_string();
+        }
+        stream.state = State::Open;
+        stream.last_recv = Instant::now();
+        let deadline = stream.deadline_timer.take();
+        let wants_flush = stream.unsent() > 0;
+        if let Some(timer) = deadline {
+            self.timers.cancel(timer);
+        }
+        self.notices.push_back(Notice::Connected(token));
+        if wants_flush {
+            self.mark_dirty(token);
+        }
+    }
+
+    /// Connects the streams whose host names finished resolving.
+    pub(super) fn connect_resolved(&mut self) {
+        while let Some((token, result)) = self.resolver.try_next() {
+            let resolving = self.stream(token).is_some_and(|s| s.state == State::Resolving);
+            if !resolving {
+                continue;
+            }
+            match result.ok().and_then(|addrs| addrs.into_iter().next()) {
+                Some(addr) => self.start_connect(token, addr),
+                None => self.fail(token, errors::ADDR_ERROR),
+            }
+        }
+    }
+}
