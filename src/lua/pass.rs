@@ -118,7 +118,8 @@ unsafe fn read_and_dispatch(state: *mut lua_State, token: Token) {
             Ok(Some((body, len))) => {
                 consumed += len;
                 unsafe { handle_frame(state, token, body) };
-                if !with_host(|host| host.net.is_alive(token)) {
+                // A stream the script closed (or that failed) takes no more input.
+                if !with_host(|host| host.net.is_open(token)) {
                     break;
                 }
             }
@@ -179,7 +180,7 @@ unsafe fn dispatch_replies(state: *mut lua_State, token: Token, data: &[u8], pac
             }
             ffi::lua_settop(state, top);
         }
-        if !with_host(|host| host.net.is_alive(token)) {
+        if !with_host(|host| host.net.is_open(token)) {
             break;
         }
     }
@@ -216,15 +217,10 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
     }
 }
 
-/// Pushes the stream's message handler (`on_call`, else `on_recv`); false if none.
-unsafe fn push_message_handler(state: *mut lua_State, token: Token) -> bool {
+/// Pushes the stream's message handler (`on_call`, else `on_recv`); false if
+/// the stream has none (the stream's table must be on the stack's top).
+unsafe fn push_message_handler(state: *mut lua_State) -> bool {
     unsafe {
-        if !push_object(state, token) {
-            ffi::lua_pop(state, 1);
-            // The script dropped the stream: it is closing.
-            with_host(|host| host.net.close(token));
-            return false;
-        }
         for name in [c"on_call", c"on_recv"] {
             if raw_field(state, -1, name) == ffi::LUA_TFUNCTION {
                 ffi::lua_remove(state, -2);
@@ -242,7 +238,13 @@ unsafe fn push_message_handler(state: *mut lua_State, token: Token) -> bool {
 unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], from_peer: bool) {
     unsafe {
         let top = ffi::lua_gettop(state);
-        if !push_message_handler(state, token) {
+        if !push_object(state, token) {
+            // The script let go of the stream: its table was collected, so it closes.
+            ffi::lua_settop(state, top);
+            with_host(|host| host.net.close(token));
+            return;
+        }
+        if !push_message_handler(state) {
             let dropped = with_host(|host| {
                 host.net.count(token, |stats| stats.unhandled += 1);
                 host.net.manager_stats(token).map_or(0, |stats| stats.unhandled)

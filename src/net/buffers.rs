@@ -30,7 +30,8 @@ pub enum ReadResult {
 impl NetCore {
     /// Reads once from a stream; a full read queues it to be read again this pass.
     pub fn read(&mut self, token: Token) -> ReadResult {
-        let scratch_free = !self.scratch.is_empty() || self.scratch.capacity() > 0;
+        // The scratch buffer has no capacity while it is lent out.
+        let scratch_free = self.scratch.capacity() > 0;
         let Some(stream) = self.stream(token) else {
             return ReadResult::Closed;
         };
@@ -84,7 +85,9 @@ impl NetCore {
         }
     }
 
-    // A closing stream's input is read and dropped until the peer closes.
+    // A closing stream's input is read and dropped. At the peer's end of
+    // file it closes, unless output is still queued: a peer that half-closed
+    // may still read it, and the flush closes the stream when done.
     pub(super) fn discard_input(&mut self, token: Token) -> ReadResult {
         let mut sink = std::mem::take(&mut self.scratch);
         loop {
@@ -92,7 +95,9 @@ impl NetCore {
             let Some(stream) = self.stream(token) else { break };
             match stream.recv_into(&mut sink, READ_CHUNK) {
                 Ok(0) => {
-                    self.release(token);
+                    if stream.unsent() == 0 {
+                        self.release(token);
+                    }
                     break;
                 }
                 Ok(_) => continue,

@@ -228,6 +228,12 @@ impl NetCore {
         }
     }
 
+    /// True while the token names a stream that takes input and output
+    /// (not closed, and not closing after `close`).
+    pub fn is_open(&self, token: Token) -> bool {
+        matches!(self.slot(token), Some(Entry::Stream(stream)) if stream.state == State::Open)
+    }
+
     /// True while the token names an open listener or stream.
     pub fn is_alive(&self, token: Token) -> bool {
         self.slot(token).is_some()
