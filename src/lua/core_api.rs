@@ -73,10 +73,13 @@ unsafe extern "C-unwind" fn wait(state: *mut lua_State) -> c_int {
     1
 }
 
+/// How long `luna.flush()` waits when given no limit.
+const DEFAULT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
 /// `luna.flush([ms])`: writes every stream's pending output, waiting at most `ms`.
 unsafe extern "C-unwind" fn flush(state: *mut lua_State) -> c_int {
     unsafe {
-        let limit = timeout_arg(state, 1).unwrap_or_else(|| with_host(|host| host.quit_flush));
+        let limit = timeout_arg(state, 1).unwrap_or(DEFAULT_FLUSH_LIMIT);
         let done = pass::flush_before_exit(limit);
         ffi::lua_pushboolean(state, c_int::from(done));
     }

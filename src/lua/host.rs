@@ -8,7 +8,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::time::Duration;
 
 use polling::Poller;
 
@@ -37,8 +36,6 @@ pub struct Host {
     pub waiter: Waiter,
     /// Reused list of ready keys.
     pub ready: Vec<Readiness>,
-    /// Default deadline for flushing output when quitting.
-    pub quit_flush: Duration,
 }
 
 /// Registry slots of the Lua tables the core uses.

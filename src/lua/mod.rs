@@ -13,7 +13,6 @@ mod sockets;
 use std::ffi::{CString, c_int};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use mlua::ffi::{self, lua_State};
 use mlua::{Lua, LuaOptions, StdLib};
@@ -36,9 +35,6 @@ pub struct Options {
     /// Load the runtime Lua from this directory instead of the embedded copy.
     pub runtime_dir: Option<PathBuf>,
 }
-
-/// Default deadline for flushing output when quitting.
-const QUIT_FLUSH: Duration = Duration::from_secs(5);
 
 /// Runs an entry script to the end; returns the process exit status.
 pub fn run(options: &Options) -> i32 {
@@ -82,7 +78,6 @@ fn boot_host() -> std::io::Result<Host> {
         quit,
         waiter: Waiter::new(),
         ready: Vec::new(),
-        quit_flush: QUIT_FLUSH,
     })
 }
 
