@@ -18,6 +18,11 @@ use crate::log;
 use crate::net::frame::{Body, ForwardFailure, Mode, Route};
 use crate::net::{EventAction, Framing, Notice, ReadResult, Readiness, Token, errors, next_frame};
 
+thread_local! {
+    /// Forward failures reported to streams without `on_forward_error` (logged sparsely).
+    static UNHANDLED_FORWARD_ERRORS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Runs one pass; raises a Lua error when called from inside a pass.
 pub unsafe fn run_pass_or_raise(state: *mut lua_State, timeout: Option<Duration>) -> usize {
     if !host::enter_pass() {
@@ -307,12 +312,19 @@ unsafe fn dispatch_forward_error(
         let handled = push_object(state, token) && raw_field(state, -1, c"on_forward_error") == ffi::LUA_TFUNCTION;
         if !handled {
             ffi::lua_settop(state, top);
-            log::warn(&format!(
-                "forward failed on stream {token}: {} (mode {}, target {})",
-                failure.name(),
-                route.mode.name(),
-                describe_target(route)
-            ));
+            let count = UNHANDLED_FORWARD_ERRORS.with(|n| {
+                n.set(n.get() + 1);
+                n.get()
+            });
+            if count.is_power_of_two() {
+                log::warn(&format!(
+                    "forward failed on stream {token}: {} (mode {}, target {}); no on_forward_error handler \
+                     ({count} such failures so far)",
+                    failure.name(),
+                    route.mode.name(),
+                    describe_target(route)
+                ));
+            }
             return;
         }
         ffi::lua_remove(state, -2);

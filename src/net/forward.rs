@@ -9,7 +9,11 @@
 
 use super::frame::{self, ForwardFailure, Kind, Mode, Route};
 use super::{Entry, NetCore, SendError, Token, errors};
+use crate::log;
 use crate::route::Node;
+
+/// Most calls one process tracks for answers at once.
+const MAX_TRACKED_CALLS: usize = 1 << 20;
 
 /// A tracked call: how it was routed and who has not answered yet.
 pub(super) struct Inflight {
@@ -129,6 +133,19 @@ impl NetCore {
     }
 
     fn track(&mut self, caller: Token, route: &Route, waiting: Vec<Node>) {
+        // A caller that neither cancels nor leaves, calling a callee that never
+        // answers, would grow this table forever: past the cap, calls go untracked.
+        if self.inflight.len() >= MAX_TRACKED_CALLS {
+            if !self.tracking_full_logged {
+                self.tracking_full_logged = true;
+                log::warn(&format!(
+                    "router: {MAX_TRACKED_CALLS} calls are waiting for answers; newer calls are not tracked \
+                     (their callers learn of a lost callee only at their timeout)"
+                ));
+            }
+            return;
+        }
+        self.tracking_full_logged = false;
         self.inflight.insert(
             (caller, route.session),
             Inflight {

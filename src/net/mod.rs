@@ -134,6 +134,8 @@ pub struct NetCore {
     inflight: HashMap<(Token, u32), Inflight>,
     /// Tracked calls whose receiver went away, to report to their callers.
     lost: Vec<forward::LostCall>,
+    /// The "too many tracked calls" warning was logged and not yet cleared.
+    tracking_full_logged: bool,
 }
 
 fn token_of(index: u32, generation: u32) -> Token {
@@ -161,6 +163,7 @@ impl NetCore {
             refused_logged_at: None,
             inflight: HashMap::new(),
             lost: Vec::new(),
+            tracking_full_logged: false,
         }
     }
 
