@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::frame::{self, Kind, Route};
 use super::stream::{Flushed, State, Stream};
 use super::{EARLY_FLUSH, Entry, NetCore, READ_CHUNK, SendError, Token, errors, index_of};
+use crate::runtime::waiter::SHORT_READ_DRAINS;
 
 /// Bytes read from a stream, lent to the caller to cut frames from.
 pub struct Input {
@@ -63,9 +64,11 @@ impl NetCore {
                 ReadResult::Closed
             }
             Ok(received) => {
-                let more = received == data.capacity() - before;
+                let filled = received == data.capacity() - before;
+                let mut more = filled || !SHORT_READ_DRAINS;
                 if let Some(stream) = self.stream(token) {
                     stream.last_recv = Instant::now();
+                    more |= stream.peer_done;
                 }
                 ReadResult::Data(Input {
                     data,

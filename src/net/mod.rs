@@ -18,13 +18,14 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polling::{Event, PollMode, Poller};
+use polling::Poller;
 use socket2::SockRef;
 
 use crate::log;
 use crate::route::RouteTable;
 use crate::runtime::timers::Timers;
 pub use crate::runtime::waiter::Readiness;
+use crate::runtime::waiter::register_edge;
 pub use accept::Listener;
 pub use buffers::{Input, ReadResult};
 use forward::Inflight;
@@ -276,10 +277,7 @@ impl NetCore {
     fn register(&self, fd: &impl std::os::fd::AsRawFd, key: usize) -> io::Result<()> {
         // SAFETY: the socket stays registered only while its slot owns it;
         // `release` deletes it from the poller before dropping it.
-        unsafe {
-            self.poller
-                .add_with_mode(fd.as_raw_fd(), Event::all(key), PollMode::Edge)
-        }
+        unsafe { register_edge(&self.poller, fd.as_raw_fd(), key) }
     }
 
     /// Handles a poller event for one key.
@@ -299,6 +297,11 @@ impl NetCore {
                     EventAction::Done
                 }
                 State::Open | State::Closing => {
+                    if ready.hangup
+                        && let Some(stream) = self.stream(token)
+                    {
+                        stream.peer_done = true;
+                    }
                     if ready.writable {
                         self.flush_stream(token);
                     }

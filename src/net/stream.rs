@@ -83,6 +83,8 @@ pub struct Stream {
     pub nodelay: bool,
     /// How the bytes are framed.
     pub framing: Framing,
+    /// The poller reported the peer's end of file: read until it shows.
+    pub peer_done: bool,
 }
 
 impl Stream {
@@ -106,6 +108,7 @@ impl Stream {
             deadline_timer: None,
             nodelay: true,
             framing: Framing::Luna,
+            peer_done: false,
         }
     }
 

@@ -22,6 +22,42 @@ pub struct Readiness {
     pub readable: bool,
     /// Writable (or hung up / in error: a write will tell).
     pub writable: bool,
+    /// The peer finished sending (or the socket broke): read until end of file.
+    pub hangup: bool,
+}
+
+/// True when a read that returned less than asked proves the socket has no
+/// more input now. On Linux sources are registered with EPOLLRDHUP, so a
+/// peer's end of file always raises an event of its own; elsewhere streams
+/// are read until they would block.
+pub const SHORT_READ_DRAINS: bool = cfg!(target_os = "linux");
+
+/// Registers a socket edge-triggered for reading and writing under `key`.
+///
+/// # Safety
+/// `fd` must stay open until it is deleted from the poller.
+pub unsafe fn register_edge(poller: &Poller, fd: std::os::fd::RawFd, key: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // polling's interest has no EPOLLRDHUP: register directly so a peer's
+        // end of file is never hidden behind a short read.
+        let flags = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        let mut event = libc::epoll_event {
+            events: flags as u32,
+            u64: key as u64,
+        };
+        // SAFETY: epoll_ctl reads the event we pass; the caller keeps fd open.
+        if unsafe { libc::epoll_ctl(poller.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe { poller.add_with_mode(fd, polling::Event::all(key), polling::PollMode::Edge) }
+    }
 }
 
 /// The key polling gives its own notifier and timer.
@@ -79,6 +115,7 @@ impl Waiter {
             key: event.key,
             readable: event.readable,
             writable: event.writable,
+            hangup: event.is_interrupt(),
         }));
         Ok(())
     }
@@ -117,10 +154,12 @@ impl Waiter {
                 continue;
             }
             let broken = bits & (libc::EPOLLHUP | libc::EPOLLERR) != 0;
+            let hangup = broken || bits & libc::EPOLLRDHUP != 0;
             ready.push(Readiness {
                 key: key as usize,
-                readable: broken || bits & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) != 0,
+                readable: hangup || bits & (libc::EPOLLIN | libc::EPOLLPRI) != 0,
                 writable: broken || bits & libc::EPOLLOUT != 0,
+                hangup,
             });
         }
         if notified {
