@@ -22,9 +22,8 @@
 -- caller's service id for routed calls, 0 for a direct stream.
 --
 -- The per-call path allocates nothing but what the coroutine switch needs:
--- a pending call is a few entries in tables keyed by session, and its
--- deadline sits in a FIFO per timeout value watched by one timer.
--- Answered calls leave their FIFO when they reach its head.
+-- a pending call is a few entries in tables keyed by session, and one
+-- timer sweeps the deadlines while calls are pending.
 local luna = luna
 local log = luna.log
 local timer_start, timer_cancel, now_ms = luna.timer_start, luna.timer_cancel, luna.get_time_ms
@@ -70,58 +69,32 @@ local function resume_logged(co, ...)
     if not ok then log.error("error in coroutine: " .. traceback(co, tostring(err))) end
 end
 
--- Deadlines. Calls with the same timeout expire in the order they were made,
--- so each timeout value has a FIFO of (session, deadline) and one timer
--- watches the earliest head. Finished calls leave the FIFO when they reach
--- its head (at once for calls answered in order).
-local queues = {} -- timeout_ms -> { first, last, sessions = {}, deadlines = {} }
-local armed_at, armed_id = nil, nil
-
-local function live(session, deadline)
-    return deadline_of[session] == deadline
-end
-
-local function drop_finished(queue)
-    local first, last = queue.first, queue.last
-    local sessions, deadlines = queue.sessions, queue.deadlines
-    while first <= last and not live(sessions[first], deadlines[first]) do
-        sessions[first], deadlines[first] = nil, nil
-        first = first + 1
-    end
-    if first > last then
-        first, last = 1, 0 -- empty: start again at 1 so the array part is reused
-    end
-    queue.first, queue.last = first, last
-end
-
+-- Deadlines. While calls are pending, one timer sweeps them every
+-- SWEEP_MS and times out the late ones; a call costs one table entry, and
+-- a timeout fires at most SWEEP_MS after its deadline. With nothing
+-- pending, no timer runs.
+local SWEEP_MS = 50
+local sweeping = false
 local on_timeout
-local sweep
 
-local function arm(deadline)
-    if armed_at and armed_at <= deadline then return end
-    if armed_id then timer_cancel(armed_id) end
-    armed_at = deadline
-    armed_id = timer_start(math.max(0, deadline - now_ms()), nil, sweep)
-end
-
-function sweep()
-    armed_at, armed_id = nil, nil
+local function sweep()
     local now = now_ms()
-    local next_deadline = nil
-    for timeout, queue in pairs(queues) do
-        drop_finished(queue)
-        while queue.first <= queue.last and queue.deadlines[queue.first] <= now do
-            local session = queue.sessions[queue.first]
-            on_timeout(session)
-            drop_finished(queue)
-        end
-        if queue.first > queue.last then
-            queues[timeout] = nil
-        elseif not next_deadline or queue.deadlines[queue.first] < next_deadline then
-            next_deadline = queue.deadlines[queue.first]
+    local expired = nil
+    for session, deadline in pairs(deadline_of) do
+        if deadline <= now then
+            expired = expired or {}
+            expired[#expired + 1] = session
         end
     end
-    if next_deadline then arm(next_deadline) end
+    -- Timing out resumes callers, which may start calls: not while iterating.
+    if expired then
+        for _, session in ipairs(expired) do on_timeout(session) end
+    end
+    if pending_count > 0 then
+        timer_start(SWEEP_MS, nil, sweep)
+    else
+        sweeping = false
+    end
 end
 
 -- Forgets a pending call; returns its coroutine (nil if it was not pending).
@@ -181,19 +154,12 @@ end
 
 -- Parks coroutine `co` until the answer of `session` (sent on `stream`) arrives.
 local function wait(co, session, stream, timeout_ms)
-    timeout_ms = timeout_ms or M.default_timeout_ms
-    local deadline = now_ms() + timeout_ms
-    waiting[session], via[session], deadline_of[session] = co, stream, deadline
-    local queue = queues[timeout_ms]
-    if queue then
-        drop_finished(queue) -- answered calls leave as new ones arrive
-    else
-        queue = { first = 1, last = 0, sessions = {}, deadlines = {} }
-        queues[timeout_ms] = queue
+    waiting[session], via[session] = co, stream
+    deadline_of[session] = now_ms() + (timeout_ms or M.default_timeout_ms)
+    if not sweeping then
+        sweeping = true
+        timer_start(SWEEP_MS, nil, sweep)
     end
-    local last = queue.last + 1
-    queue.last, queue.sessions[last], queue.deadlines[last] = last, session, deadline
-    if not armed_at or deadline < armed_at then arm(deadline) end
     pending_count = pending_count + 1
     calls = calls + 1
     return finish(yield())
@@ -389,7 +355,16 @@ end
 
 --- Calls `method` on the far end of `stream`; returns its results or nil, err.
 function M.call(stream, method, ...)
-    return direct_call(nil, stream, method, ...)
+    -- direct_call with the default timeout, written out: this is the hot path.
+    local co, is_main = running()
+    if is_main or not isyieldable() then
+        error("rpc.call must run inside a coroutine (start one with luna.go)", 2)
+    end
+    if not stream._rpc_served then M.serve(stream) end
+    local session = new_session()
+    local sent, err = stream.call("@call", session, 0, method, ...)
+    if not sent then return send_failed(err) end
+    return wait(co, session, stream, nil)
 end
 
 --- Runs fn(...) in a coroutine and passes its results to callback (for code

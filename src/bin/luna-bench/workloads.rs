@@ -174,6 +174,38 @@ impl Ctx {
         Ok(rate)
     }
 
+    /// Measures `a` and `b` alternately (five half-length samples each, one
+    /// with --quick) and returns their medians: a ratio of two figures taken
+    /// a minute apart on a noisy machine says more about the machine.
+    fn alternate(
+        &mut self,
+        mut a: impl FnMut(&Self) -> Result<f64>,
+        mut b: impl FnMut(&Self) -> Result<f64>,
+    ) -> Result<(f64, f64)> {
+        let rounds = if self.quick { 1 } else { 5 };
+        let (warmup, duration) = (self.warmup, self.duration);
+        if !self.quick {
+            (self.warmup, self.duration) = (warmup / 2, duration / 2);
+        }
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        let mut outcome = Ok(());
+        for _ in 0..rounds {
+            match (a(self), b(self)) {
+                (Ok(x), Ok(y)) => {
+                    first.push(x);
+                    second.push(y);
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        (self.warmup, self.duration) = (warmup, duration);
+        outcome?;
+        Ok((median(&mut first), median(&mut second)))
+    }
+
     /// An RPC server and a client with `coroutines` callers; calls/s.
     fn rpc_pair(&self, coroutines: usize, cpus: Option<(usize, usize)>) -> Result<f64> {
         let mut server = self.luna("luna rpc server", "rpc_server.lua", &[], cpus.map(|c| c.0))?;
@@ -198,6 +230,11 @@ impl Ctx {
         check_quiet(&mut server)?;
         Ok(rate)
     }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn parse_port(text: &str) -> Result<u16> {
@@ -252,13 +289,17 @@ pub fn w1(ctx: &mut Ctx) -> Result<Vec<Figure>> {
         ),
         None => (None, "not pinned (fewer than 2 CPUs)".to_string()),
     };
-    let luna = ctx.echo_pair(Side::Luna, 1, placement)?;
-    let base = ctx.echo_pair(Side::Baseline, 1, placement)?;
+    let (luna, base) = ctx.alternate(
+        |ctx| ctx.echo_pair(Side::Luna, 1, placement),
+        |ctx| ctx.echo_pair(Side::Baseline, 1, placement),
+    )?;
     ctx.w1_luna = Some(luna);
     figures.push(Figure::new("W1", luna, "round-trips/s").baseline(base).note(label));
     if let Some((a, _)) = ctx.cpus {
-        let luna = ctx.echo_pair(Side::Luna, 1, Some((a, a)))?;
-        let base = ctx.echo_pair(Side::Baseline, 1, Some((a, a)))?;
+        let (luna, base) = ctx.alternate(
+            |ctx| ctx.echo_pair(Side::Luna, 1, Some((a, a))),
+            |ctx| ctx.echo_pair(Side::Baseline, 1, Some((a, a))),
+        )?;
         figures.push(
             Figure::new("W1.same_core", luna, "round-trips/s")
                 .baseline(base)
@@ -285,20 +326,21 @@ pub fn w2(ctx: &mut Ctx) -> Result<Vec<Figure>> {
 /// flight (compared with W2's luna figure).
 pub fn w5(ctx: &mut Ctx) -> Result<Vec<Figure>> {
     let placement = ctx.cpus;
-    let w1 = match ctx.w1_luna {
-        Some(w1) => w1,
-        None => ctx.echo_pair(Side::Luna, 1, placement)?,
-    };
+    // One call in flight is compared with a W1 measured alternately with it,
+    // so that the machine's drift between the two does not show as a ratio.
+    let (one, w1) = ctx.alternate(
+        |ctx| ctx.rpc_pair(1, placement),
+        |ctx| ctx.echo_pair(Side::Luna, 1, placement),
+    )?;
     let w2 = match ctx.w2_luna {
         Some(w2) => w2,
         None => ctx.echo_pair(Side::Luna, 100, None)?,
     };
-    let one = ctx.rpc_pair(1, placement)?;
     let hundred = ctx.rpc_pair(100, None)?;
     Ok(vec![
         Figure::new("W5", one, "calls/s")
             .baseline(w1)
-            .note("1 call in flight vs luna W1"),
+            .note("1 call in flight vs luna W1, measured alternately"),
         Figure::new("W5.100", hundred, "calls/s")
             .baseline(w2)
             .note("100 coroutines in flight vs luna W2"),
@@ -323,52 +365,52 @@ fn service(ctx: &Ctx, port: u16, id: u32, mode: &str, peer: u32) -> Result<Proc>
 /// W3: client -> router -> service (forward_hash), service -> router ->
 /// client (forward_target); 100 in flight; replies/s.
 pub fn w3(ctx: &mut Ctx) -> Result<Vec<Figure>> {
-    let luna = {
-        let (mut router, port) = router(ctx)?;
-        let mut svc = service(ctx, port, service_id(SERVICE_GROUP, 1), "echo", CLIENT_ID)?;
-        let args = vec![
-            port.to_string(),
-            "100".to_string(),
-            Ctx::ms(ctx.warmup),
-            Ctx::ms(ctx.duration),
-            "hash".to_string(),
-            CLIENT_ID.to_string(),
-            SERVICE_GROUP.to_string(),
-        ];
-        let mut client = ctx.luna("luna routed client", "client.lua", &args, None)?;
-        let rate = parse_rate(&client.expect("result", ctx.timeout())?)?;
-        std::thread::sleep(Duration::from_millis(250)); // let the router report failures
-        check_quiet(&mut client)?;
-        router_notes(&mut router)?;
-        check_quiet(&mut svc)?;
-        rate
-    };
-    let relay = {
-        let (_server, server_port) = ctx.echo_server(Side::Baseline, None)?;
-        let mut relay = ctx.baseline(
-            "baseline relay",
-            &["--baseline-relay".into(), server_port.to_string()],
-            None,
-        )?;
-        let relay_port = parse_port(&relay.expect("port", Duration::from_secs(10))?)?;
-        ctx.client(Side::Baseline, relay_port, 100, None)?
-    };
-    let w2 = match ctx.w2_luna {
-        Some(w2) => w2,
-        None => {
-            let w2 = ctx.echo_pair(Side::Luna, 100, None)?;
-            ctx.w2_luna = Some(w2);
-            w2
-        }
-    };
+    // The routed figure and the direct one (W2) are taken alternately: the
+    // target is a ratio between the two.
+    let (luna, w2) = ctx.alternate(routed_rate, |ctx| ctx.echo_pair(Side::Luna, 100, None))?;
+    let relay = relay_rate(ctx)?;
     Ok(vec![
         Figure::new("W3", luna, "replies/s")
             .baseline(relay)
             .note("baseline: raw Rust relay (blocking, 2 threads) in front of the Rust echo server"),
         Figure::new("W3.vs_W2", luna, "replies/s")
             .baseline(w2)
-            .note("baseline: luna W2 (direct, no router)"),
+            .note("baseline: luna W2 (direct, no router), measured alternately"),
     ])
+}
+
+/// Client -> luna router -> service and back, 100 in flight; replies/s.
+fn routed_rate(ctx: &Ctx) -> Result<f64> {
+    let (mut router, port) = router(ctx)?;
+    let mut svc = service(ctx, port, service_id(SERVICE_GROUP, 1), "echo", CLIENT_ID)?;
+    let args = vec![
+        port.to_string(),
+        "100".to_string(),
+        Ctx::ms(ctx.warmup),
+        Ctx::ms(ctx.duration),
+        "hash".to_string(),
+        CLIENT_ID.to_string(),
+        SERVICE_GROUP.to_string(),
+    ];
+    let mut client = ctx.luna("luna routed client", "client.lua", &args, None)?;
+    let rate = parse_rate(&client.expect("result", ctx.timeout())?)?;
+    std::thread::sleep(Duration::from_millis(250)); // let the router report failures
+    check_quiet(&mut client)?;
+    router_notes(&mut router)?;
+    check_quiet(&mut svc)?;
+    Ok(rate)
+}
+
+/// Rust client -> raw Rust relay -> Rust echo server, 100 in flight; replies/s.
+fn relay_rate(ctx: &Ctx) -> Result<f64> {
+    let (_server, server_port) = ctx.echo_server(Side::Baseline, None)?;
+    let mut relay = ctx.baseline(
+        "baseline relay",
+        &["--baseline-relay".into(), server_port.to_string()],
+        None,
+    )?;
+    let relay_port = parse_port(&relay.expect("port", Duration::from_secs(10))?)?;
+    ctx.client(Side::Baseline, relay_port, 100, None)
 }
 
 /// W4: one sender, a router, 4 services; forward_broadcast; deliveries/s
