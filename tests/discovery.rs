@@ -255,3 +255,28 @@ fn services_follow_routers_found_by_discovery() {
             .then_some(())
     });
 }
+
+#[test]
+fn a_database_index_and_a_password_are_used() {
+    let dir = Dir::new();
+    let redis = Redis::start(&["--requirepass", "pw"]);
+    let port = redis.port.to_string();
+    let script = dir.write(
+        "db.lua",
+        r#"
+        local d = require("luna.discovery").start{
+            redis = { port = tonumber(luna.args[1]), password = "pw", db = 3 }, prefix = "t", ttl_ms = 1000,
+            rescan_ms = 600000,
+        }
+        d.watch("service", function(name) print("added " .. name) end, function(name) print("removed " .. name) end)
+        luna.timer(300, function() d.register("service", luna.args[2], "up") end)
+        "#,
+    );
+    let mut watcher = Luna::start(&script, &[&port, "2.1"]);
+    // Found through the keyspace notifications of database 3.
+    watcher.expect("added 2.1");
+    eventually("the key in database 3", || {
+        (redis.cli(&["-n", "3", "GET", "t:service:2.1"]) == "up").then_some(())
+    });
+    assert_eq!(redis.cli(&["-n", "0", "GET", "t:service:2.1"]), "");
+}
