@@ -52,11 +52,17 @@ function M.start(config)
     local commands
     local events
 
+    -- A command callback that reports a failure (an outage is reported by
+    -- the Redis client itself, once).
+    local function report(what)
+        return function(_, err)
+            if err and err ~= "redis-unavailable" then log.warn("discovery: cannot " .. what .. ": " .. err) end
+        end
+    end
+
     local function refresh_registrations()
         for key, value in pairs(registered) do
-            commands.send(function(_, err)
-                if err and err ~= "redis-unavailable" then log.warn("discovery: cannot refresh " .. key .. ": " .. err) end
-            end, "SET", key, value, "PX", ttl_ms)
+            commands.send(report("register " .. key), "SET", key, value, "PX", ttl_ms)
         end
     end
 
@@ -190,7 +196,7 @@ function M.start(config)
     function d.register(kind, name, value)
         local key = key_of(kind, name)
         registered[key] = tostring(value)
-        commands.send(function() end, "SET", key, registered[key], "PX", ttl_ms)
+        commands.send(report("register " .. key), "SET", key, registered[key], "PX", ttl_ms)
     end
 
     --- Follows every name of a kind: on_add(name, value), on_remove(name, value).
@@ -254,12 +260,12 @@ function M.start(config)
         stopped = true
         refresher.cancel()
         rescanner.cancel()
-        for key in pairs(registered) do commands.send(function() end, "DEL", key) end
+        for key in pairs(registered) do commands.send(report("delete " .. key), "DEL", key) end
         registered = {}
         for _, lease in pairs(leases) do
             lease.timer.cancel()
             if lease.held then
-                commands.send(function() end, "EVAL", RELEASE, 1, lease.key, lease.id)
+                commands.send(report("release " .. lease.key), "EVAL", RELEASE, 1, lease.key, lease.id)
                 demote(lease, "released")
             end
         end

@@ -26,9 +26,9 @@
 -- timer sweeps the deadlines while calls are pending.
 local luna = luna
 local log = luna.log
-local timer_start, timer_cancel, now_ms = luna.timer_start, luna.timer_cancel, luna.get_time_ms
-local running, yield, isyieldable, resume = coroutine.running, coroutine.yield, coroutine.isyieldable, coroutine.resume
-local pack, select, type, tostring, traceback = table.pack, select, type, tostring, debug.traceback
+local timer_start, now_ms = luna.timer_start, luna.get_time_ms
+local running, yield, isyieldable = coroutine.running, coroutine.yield, coroutine.isyieldable
+local pack, type, tostring, traceback = table.pack, type, tostring, debug.traceback
 
 local M = {}
 
@@ -64,10 +64,7 @@ function M.stats()
     }
 end
 
-local function resume_logged(co, ...)
-    local ok, err = resume(co, ...)
-    if not ok then log.error("error in coroutine: " .. traceback(co, tostring(err))) end
-end
+local resume_logged = luna.resume -- logs an error with the coroutine's traceback
 
 -- Deadlines. While calls are pending, one timer sweeps them every
 -- SWEEP_MS and times out the late ones; a call costs one table entry, and
@@ -270,6 +267,14 @@ end
 
 --- Handles one message of a served stream: calls, answers and one-way
 --- messages named after a handler. Returns false for anything else.
+-- Runs a one-way message named after a handler; false if there is none.
+local function one_way(handlers, msg, ...)
+    local handler = handlers and handlers[msg]
+    if type(handler) ~= "function" then return false end
+    luna.go(handler, ...)
+    return true
+end
+
 function M.dispatch(stream, handlers, self_id, msg, ...)
     if msg == "@call" then
         luna.go(run_handler, stream, handlers, self_id, ...)
@@ -278,12 +283,7 @@ function M.dispatch(stream, handlers, self_id, msg, ...)
         on_return(...)
         return true
     end
-    local handler = handlers and handlers[msg]
-    if type(handler) == "function" then
-        luna.go(handler, ...)
-        return true
-    end
-    return false
+    return one_way(handlers, msg, ...)
 end
 
 --- Router report: a tracked call failed (no-route, send-buffer-full, connection-lost).
@@ -320,7 +320,7 @@ function M.serve(stream, handlers, fallback)
     stream.on_call = function(msg, ...)
         if msg == "@ret" then return on_return(...) end
         if msg == "@call" then return go(run_handler, stream, handlers, 0, ...) end
-        if not M.dispatch(stream, handlers, 0, msg, ...) then
+        if not one_way(handlers, msg, ...) then
             if fallback then return fallback(msg, ...) end
             log.warn("rpc: no handler for message '" .. tostring(msg) .. "'")
         end
@@ -355,16 +355,7 @@ end
 
 --- Calls `method` on the far end of `stream`; returns its results or nil, err.
 function M.call(stream, method, ...)
-    -- direct_call with the default timeout, written out: this is the hot path.
-    local co, is_main = running()
-    if is_main or not isyieldable() then
-        error("rpc.call must run inside a coroutine (start one with luna.go)", 2)
-    end
-    if not stream._rpc_served then M.serve(stream) end
-    local session = new_session()
-    local sent, err = stream.call("@call", session, 0, method, ...)
-    if not sent then return send_failed(err) end
-    return wait(co, session, stream, nil)
+    return direct_call(nil, stream, method, ...)
 end
 
 --- Runs fn(...) in a coroutine and passes its results to callback (for code

@@ -207,7 +207,7 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
             }
             Body::Cancel(session) => with_host(|host| host.net.cancel_call(token, session)),
             Body::Routed(session, ids) => {
-                call_handler(state, token, c"on_broadcast_targets", &|| {
+                let handled = call_handler(state, token, c"on_broadcast_targets", &|| {
                     ffi::lua_pushinteger(state, i64::from(session));
                     ffi::lua_createtable(state, (ids.len() / 4) as c_int, 0);
                     for (at, id) in ids.chunks_exact(4).enumerate() {
@@ -217,6 +217,12 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
                     }
                     2
                 });
+                if !handled {
+                    log::warn(&format!(
+                        "stream {token} got the receivers of broadcast call {session} but has no RPC layer \
+                         (on_broadcast_targets): ignored"
+                    ));
+                }
             }
         }
     }

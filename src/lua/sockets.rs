@@ -371,13 +371,8 @@ unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int 
 /// whose answer the router tracks (used by the RPC layer).
 unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_int {
     unsafe {
-        let mode = match str_arg(state, 1) {
-            Some("target") => Mode::Target,
-            Some("master") => Mode::Master,
-            Some("random") => Mode::Random,
-            Some("broadcast") => Mode::Broadcast,
-            Some("hash") => Mode::Hash,
-            _ => return push_fail(state, errors::INVALID_PARAM),
+        let Some(mode) = str_arg(state, 1).and_then(Mode::from_name) else {
+            return push_fail(state, errors::INVALID_PARAM);
         };
         let target = if mode == Mode::Target {
             service_id_arg(state, 2)

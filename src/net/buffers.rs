@@ -195,21 +195,7 @@ impl NetCore {
             return Err(SendError::Net(errors::PACKAGE_TOO_LARGE));
         }
         frame::finish(out, start);
-        match stream.commit_output(start) {
-            Ok(size) => {
-                // A big backlog is written now rather than at the end of the pass.
-                if stream.unsent() >= EARLY_FLUSH && !stream.write_blocked && stream.state == State::Open {
-                    self.flush_stream(token);
-                } else {
-                    self.mark_dirty(token);
-                }
-                Ok(size)
-            }
-            Err(error) => {
-                self.fail(token, error);
-                Err(SendError::Net(error))
-            }
-        }
+        self.queued(token, start).map_err(SendError::Net)
     }
 
     /// Appends bytes built by `write` with no luna framing (for RESP streams),
@@ -228,14 +214,28 @@ impl NetCore {
             stream.discard_output(start);
             return Err(SendError::Encode(error));
         }
+        self.queued(token, start).map_err(SendError::Net)
+    }
+
+    /// Accepts what the stream's output got since `start` and schedules its
+    /// write: at once past a large backlog, else at the end of the pass. A
+    /// stream past its send buffer size fails with `send-buffer-full`.
+    pub(super) fn queued(&mut self, token: Token, start: usize) -> Result<usize, &'static str> {
+        let Some(stream) = self.stream(token) else {
+            return Err(errors::CLOSED);
+        };
         match stream.commit_output(start) {
             Ok(size) => {
-                self.mark_dirty(token);
+                if stream.unsent() >= EARLY_FLUSH && !stream.write_blocked && stream.state == State::Open {
+                    self.flush_stream(token);
+                } else {
+                    self.mark_dirty(token);
+                }
                 Ok(size)
             }
             Err(error) => {
                 self.fail(token, error);
-                Err(SendError::Net(error))
+                Err(error)
             }
         }
     }

@@ -76,21 +76,18 @@ impl NetCore {
         };
         let receivers = self.managers[stream.mgr as usize].routes.broadcast(route.target);
         let mut reached = Vec::with_capacity(receivers.len());
-        let mut first_failure = None;
+        let mut failures = Vec::new();
         for receiver in receivers {
             match self.deliver(receiver.1, payload) {
                 Ok(()) => reached.push(receiver),
-                // Some receivers got it: report each one that did not.
-                Err(failure) if !reached.is_empty() || first_failure.is_some() => {
-                    self.report_forward_failure(from, failure, route, payload);
-                }
-                Err(failure) => first_failure = Some(failure),
+                Err(failure) => failures.push(failure),
             }
         }
         if reached.is_empty() {
-            return Some(first_failure.unwrap_or(ForwardFailure::NoRoute));
+            return Some(failures.first().copied().unwrap_or(ForwardFailure::NoRoute));
         }
-        if let Some(failure) = first_failure {
+        // Some receivers got it: report each one that did not.
+        for failure in failures {
             self.report_forward_failure(from, failure, route, payload);
         }
         if route.session != 0 {
@@ -99,9 +96,7 @@ impl NetCore {
                 let out = stream.output_mut();
                 let start = out.len();
                 frame::push_routed(out, route.session, reached.iter().map(|&(id, _)| id));
-                if stream.commit_output(start).is_ok() {
-                    self.mark_dirty(from);
-                }
+                let _ = self.queued(from, start); // a failure closes the caller's stream
             }
             self.track(from, route, reached);
         }
@@ -125,11 +120,7 @@ impl NetCore {
         let out = stream.output_mut();
         let start = out.len();
         frame::push_forward_error(out, failure, route, payload);
-        if stream.commit_output(start).is_ok() {
-            self.mark_dirty(to);
-        } else {
-            self.fail(to, errors::SEND_BUFFER_FULL);
-        }
+        let _ = self.queued(to, start); // a failure closes the sender's stream
     }
 
     fn track(&mut self, caller: Token, route: &Route, waiting: Vec<Node>) {

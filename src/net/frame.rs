@@ -58,6 +58,13 @@ impl Mode {
         })
     }
 
+    /// The mode of a name scripts use (`"hash"`...).
+    pub fn from_name(name: &str) -> Option<Mode> {
+        [Mode::Target, Mode::Master, Mode::Random, Mode::Broadcast, Mode::Hash]
+            .into_iter()
+            .find(|mode| mode.name() == name)
+    }
+
     /// The name scripts see in `on_forward_error`.
     pub fn name(self) -> &'static str {
         match self {
