@@ -13,16 +13,30 @@
 -- (luna.rpc) and runs one-way messages named after a handler; anything else
 -- goes to `on_call(msg, ...)`.
 --
--- The node connects to every router, registers its ids on each, sends a
--- heartbeat, notices a dead router (no traffic for 3 heartbeats, or the
--- connection breaks), reconnects with backoff, and sends through ONE live
+-- The node connects to every router and registers its ids on each. A link
+-- is live only once the router answered every registration: a router that
+-- accepts connections but does not answer (frozen, overloaded) is never
+-- used. Heartbeats keep links checked; a router silent for 3 heartbeats is
+-- dropped and reconnected with backoff. The node sends through ONE live
 -- router, chosen at random only when the set of live routers changes, so
--- messages between two services keep their order.
+-- messages between two services keep their order. An id another live link
+-- holds is refused by the router (`id-in-use`): the node logs it and retries
+-- until the holder's link dies.
+--
+-- Calling cluster.start again with an id this process already runs (a hot
+-- reload of the entry) returns the running node with the new handlers.
+-- SIGTERM drains the nodes (node.drain) unless the script defines its own
+-- on_quit_signal.
 local luna = luna
 local log = luna.log
 local rpc = require("luna.rpc")
 
 local M = {}
+
+--- Milliseconds the default SIGTERM handler lets node.drain take.
+M.drain_timeout_ms = 5000
+
+local running = {} -- first id -> node, for reload-safe starts and draining on SIGTERM
 
 --- Splits "host:port" (or "[v6]:port"); returns host, port or nil, err.
 function M.parse_address(text)
@@ -39,129 +53,272 @@ function M.parse_address(text)
     return host, tonumber(port)
 end
 
-local function to_id(id)
+local function to_id(id, level)
     local value = type(id) == "string" and luna.service_id(id) or id
     if math.type(value) ~= "integer" or not luna.service_name(value) then
-        error("luna.cluster: bad service id " .. tostring(id), 3)
+        error("luna.cluster: bad service id " .. tostring(id), level or 3)
     end
     return value
 end
 
 local FORWARDS = { "forward_target", "forward_master", "forward_random", "forward_broadcast", "forward_hash" }
+-- Fields of the configuration a restart (hot reload) of cluster.start updates.
+local HOOKS = { "on_call", "handlers", "on_forward_error", "on_router_change", "on_router_error" }
 
---- Starts a node; see the file header for the configuration.
-function M.start(config)
-    local ids = {}
-    for _, id in ipairs(config.ids or { config.id }) do ids[#ids + 1] = to_id(id) end
-    if #ids == 0 then error("luna.cluster.start: an id is required", 2) end
-    if type(config.routers) ~= "table" then
-        error("luna.cluster.start: a list of routers is required (it may be empty when discovery adds them)", 2)
+-- Picks the router messages go through: a random live one, again only when
+-- the set of live routers changes.
+local function pick_router(node)
+    local live = {}
+    for _, link in ipairs(node.links) do
+        if link.state == "live" then live[#live + 1] = link end
     end
-    local heartbeat_ms = config.heartbeat_ms or 1000
-    local dead_after_ms = config.dead_after_ms or heartbeat_ms * 3
-    local backoff_min, backoff_max = config.backoff_min_ms or 100, config.backoff_max_ms or 5000
-    local mgr = config.mgr or luna.create_socket_mgr(config.max_fd or 1024)
+    local previous = node.current
+    node.current = #live > 0 and live[math.random(#live)] or nil
+    local current = node.current
+    if current then
+        node.warned_no_router = false
+        log.info(node.name .. " sends through router " .. current.address)
+    elseif previous then
+        log.warn(node.name .. ": no live router")
+    end
+    local hook = node.on_router_change
+    if hook and current ~= previous then hook(current and current.stream, current and current.address) end
+end
 
-    local node = {
-        id = ids[1],
-        ids = ids,
-        name = luna.service_name(ids[1]),
-        mgr = mgr,
-        links = {},
-        on_call = config.on_call,
-        handlers = config.handlers,
-        on_forward_error = config.on_forward_error,
-        on_router_change = config.on_router_change,
+-- A problem on a link (refused registration, failed authentication): logged
+-- and reported once per change, not per retry.
+local function link_problem(node, link, err)
+    link.state = err
+    if link.problem == err then return end
+    link.problem = err
+    log.warn(node.name .. ": router " .. link.address .. " refused us: " .. err .. "; retrying")
+    if node.on_router_error then node.on_router_error(link.address, err) end
+end
+
+local connect
+
+local function retry_later(node, link)
+    if node.stopped or link.removed then return end
+    local delay = link.backoff
+    link.backoff = math.min(link.backoff * 2, node.backoff_max)
+    -- Jitter keeps a restarted router from being hit by everyone at once.
+    luna.timer(delay // 2 + math.random(delay // 2 + 1), function() connect(node, link) end)
+end
+
+local function link_down(node, link, err)
+    local was_live = link.state == "live"
+    link.state, link.stream = link.problem or "down", nil
+    if was_live then
+        log.warn(node.name .. ": lost router " .. link.address .. " (" .. tostring(err) .. ")")
+        pick_router(node)
+    end
+    retry_later(node, link)
+end
+
+local function register_all(node, link)
+    link.state = "registering"
+    link.waiting = {}
+    for _, id in ipairs(node.ids) do
+        link.waiting[id] = true
+        link.stream.call("@register", id, node.is_master)
+    end
+    if node.master_claimed then
+        link.stream.call("@set_master", luna.service_group(node.master_claimed), node.master_claimed)
+    end
+end
+
+local function registered(node, link, id)
+    if not link.waiting or not link.waiting[id] then return end
+    link.waiting[id] = nil
+    if next(link.waiting) then return end
+    link.waiting = nil
+    link.state, link.problem, link.backoff = "live", nil, node.backoff_min
+    log.info(node.name .. ": connected to router " .. link.address .. " (registered)")
+    pick_router(node)
+end
+
+local function refused(node, link, id, reason)
+    if not link.waiting or not link.waiting[id] then return end
+    link_problem(node, link, tostring(reason))
+    local stream = link.stream
+    local delay = link.register_backoff or node.backoff_min
+    link.register_backoff = math.min(delay * 2, node.backoff_max, 1000) -- the holder may leave any moment
+    luna.timer(delay, function()
+        if link.stream == stream and link.waiting and link.waiting[id] and not node.draining then
+            stream.call("@register", id, node.is_master)
+        end
+    end)
+end
+
+local function on_router_message(node, link, stream, msg, ...)
+    if msg == "@pong" then return end
+    if msg == "@registered" then return registered(node, link, (...)) end
+    if msg == "@refused" then return refused(node, link, ...) end
+    if msg == "@unregistered" then
+        if link.unregistering then link.unregistering[(...)] = nil end
+        return
+    end
+    if rpc.dispatch(stream, node.handlers, node.id, msg, ...) then return end
+    local handler = node.on_call
+    if handler then
+        handler(msg, ...)
+    else
+        log.warn(node.name .. ": no handler for message " .. tostring(msg))
+    end
+end
+
+local function on_forward_error(node, err, mode, target, ...)
+    local handler = node.on_forward_error
+    if handler then
+        handler(err, mode, target, ...)
+    else
+        local where = mode == "target" and luna.service_name(target) or ("group " .. target)
+        log.warn(node.name .. ": forward " .. mode .. " to " .. where .. " failed: " .. err)
+    end
+end
+
+function connect(node, link)
+    if node.stopped or link.removed or link.stream then return end
+    local stream, err = node.mgr.connect(link.host, link.port, node.connect_timeout_ms)
+    if not stream then
+        log.warn(node.name .. ": cannot connect to router " .. link.address .. ": " .. err)
+        return retry_later(node, link)
+    end
+    link.stream, link.state = stream, "connecting"
+    stream.on_connect = function(result)
+        if result ~= "ok" then
+            link.stream, link.state = nil, link.problem or "down"
+            return retry_later(node, link)
+        end
+        -- The router must answer within dead_after_ms (registrations, heartbeats) or the link is dropped.
+        stream.set_timeout(node.dead_after_ms)
+        if node.draining then return end
+        register_all(node, link)
+    end
+    stream.on_call = function(msg, ...) return on_router_message(node, link, stream, msg, ...) end
+    stream.on_call_failed = rpc.call_failed
+    stream.on_broadcast_targets = rpc.broadcast_targets
+    stream.on_forward_error = function(...) return on_forward_error(node, ...) end
+    stream.on_error = function(reason) link_down(node, link, reason) end
+end
+
+-- Sends through the current router, or fails with no-route (logged once per outage).
+local function via_current(node, what)
+    local current = node.current
+    if current then return current.stream end
+    if not node.warned_no_router then
+        node.warned_no_router = true
+        log.warn(node.name .. ": no live router: " .. what .. " failed with no-route")
+    end
+    return nil
+end
+
+local function add_forwards(node)
+    for _, name in ipairs(FORWARDS) do
+        node[name] = function(...)
+            local stream = via_current(node, name)
+            if not stream then return nil, "no-route" end
+            return stream[name](...)
+        end
+    end
+end
+
+-- The call functions of a node with one timeout (nil: rpc's default).
+local function call_functions(node, timeout_ms)
+    local function routed(mode, target, key, method, ...)
+        local stream = via_current(node, "a call")
+        if not stream then return nil, "no-route" end
+        if mode == "broadcast" then
+            return rpc.broadcast_call(timeout_ms, stream, node.id, target, method, ...)
+        end
+        return rpc.routed_call(timeout_ms, stream, node.id, mode, target, key, method, ...)
+    end
+    return {
+        call_target = function(id, ...) return routed("target", id, 0, ...) end,
+        call_master = function(group, ...) return routed("master", group, 0, ...) end,
+        call_random = function(group, ...) return routed("random", group, 0, ...) end,
+        call_hash = function(group, key, ...) return routed("hash", group, key, ...) end,
+        call_broadcast = function(group, ...) return routed("broadcast", group, 0, ...) end,
     }
-    local current = nil -- the live link messages go through
-    local stopped = false
-    local warned_no_router = false
+end
 
-    local function pick_router()
-        local live = {}
+local function add_calls(node)
+    for name, fn in pairs(call_functions(node, nil)) do node[name] = fn end
+    local views = {}
+    --- The call functions with a different timeout: node.timeout(500).call_hash(...).
+    function node.timeout(ms)
+        views[ms] = views[ms] or call_functions(node, ms)
+        return views[ms]
+    end
+end
+
+-- Ends a drain: no more reconnects, then quit (or call on_done).
+local function drained(node, on_done, why)
+    if node.drain_timer then node.drain_timer.cancel() end
+    node.stopped = true
+    node.heartbeat.cancel()
+    if why then log.warn(node.name .. ": drain timed out (" .. why .. "); quitting anyway") end
+    log.info(node.name .. ": drained")
+    if on_done then return on_done() end
+    luna_quit_flag = true
+end
+
+-- What a drain still waits for, or nil when done.
+local function drain_pending(node)
+    for _, link in ipairs(node.links) do
+        if link.stream and link.unregistering and next(link.unregistering) then
+            return "router " .. link.address .. " has not confirmed the unregistration"
+        end
+    end
+    local stats = rpc.stats()
+    if stats.serving > 0 then return stats.serving .. " calls still being handled" end
+    if stats.pending > 0 then return stats.pending .. " calls of ours still waiting for answers" end
+    return nil
+end
+
+local function add_lifecycle(node)
+    --- Leaves the cluster gracefully: unregisters from every router (new
+    --- calls go elsewhere), lets the calls in flight finish, then quits
+    --- (or calls on_done() instead when given). Returns at once.
+    function node.drain(timeout_ms, on_done)
+        if node.draining then return end
+        node.draining = true
+        log.info(node.name .. ": draining")
         for _, link in ipairs(node.links) do
-            if link.live then live[#live + 1] = link end
+            if link.stream and link.state ~= "connecting" then
+                link.unregistering = {}
+                for _, id in ipairs(node.ids) do
+                    link.unregistering[id] = true
+                    link.stream.call("@unregister", id)
+                end
+            end
         end
-        local previous = current
-        current = #live > 0 and live[math.random(#live)] or nil
-        if current then
-            warned_no_router = false
-            log.info(node.name .. " sends through router " .. current.address)
-        elseif previous then
-            log.warn(node.name .. ": no live router")
-        end
-        local hook = node.on_router_change
-        if hook and current ~= previous then hook(current and current.stream, current and current.address) end
+        local deadline = luna.get_time_ms() + (timeout_ms or M.drain_timeout_ms)
+        node.drain_timer = luna.interval(10, function()
+            local waiting = drain_pending(node)
+            if not waiting then return drained(node, on_done) end
+            if luna.get_time_ms() >= deadline then drained(node, on_done, waiting) end
+        end)
     end
 
-    local connect
-
-    local function retry_later(link)
-        if stopped then return end
-        local delay = link.backoff
-        link.backoff = math.min(link.backoff * 2, backoff_max)
-        -- Jitter keeps a restarted router from being hit by everyone at once.
-        luna.timer(delay // 2 + math.random(delay // 2 + 1), function() connect(link) end)
+    --- Leaves the cluster at once: unregisters and closes every router link.
+    function node.stop()
+        node.stopped = true
+        node.heartbeat.cancel()
+        if node.drain_timer then node.drain_timer.cancel() end
+        for _, link in ipairs(node.links) do
+            if link.stream then
+                for _, id in ipairs(node.ids) do link.stream.call("@unregister", id) end
+                link.stream.close()
+            end
+            link.state, link.stream = "down", nil
+        end
+        node.current = nil
+        if running[node.id] == node then running[node.id] = nil end
     end
+end
 
-    local function link_down(link, err)
-        local was_live = link.live
-        link.live, link.stream = false, nil
-        if was_live then
-            log.warn(node.name .. ": lost router " .. link.address .. " (" .. tostring(err) .. ")")
-            pick_router()
-        end
-        retry_later(link)
-    end
-
-    function connect(link)
-        if stopped or link.removed then return end
-        local stream, err = mgr.connect(link.host, link.port, config.connect_timeout_ms or 3000)
-        if not stream then
-            log.warn(node.name .. ": cannot connect to router " .. link.address .. ": " .. err)
-            return retry_later(link)
-        end
-        link.stream = stream
-        stream.on_connect = function(result)
-            if result ~= "ok" then
-                link.stream = nil
-                return retry_later(link)
-            end
-            stream.set_timeout(dead_after_ms)
-            for _, id in ipairs(ids) do
-                stream.call("@register", id, config.is_master or false)
-            end
-            if node.master_claimed then
-                stream.call("@set_master", luna.service_group(node.master_claimed), node.master_claimed)
-            end
-            link.live, link.backoff = true, backoff_min
-            log.info(node.name .. ": connected to router " .. link.address)
-            pick_router()
-        end
-        stream.on_call = function(msg, ...)
-            if msg == "@pong" or msg == "@registered" then return end
-            if rpc.dispatch(stream, node.handlers, node.id, msg, ...) then return end
-            local handler = node.on_call
-            if handler then
-                handler(msg, ...)
-            else
-                log.warn(node.name .. ": no handler for message " .. tostring(msg))
-            end
-        end
-        stream.on_call_failed = rpc.call_failed
-        stream.on_broadcast_targets = rpc.broadcast_targets
-        stream.on_forward_error = function(err, mode, target, ...)
-            local handler = node.on_forward_error
-            if handler then
-                handler(err, mode, target, ...)
-            else
-                local where = mode == "target" and luna.service_name(target) or ("group " .. target)
-                log.warn(node.name .. ": forward " .. mode .. " to " .. where .. " failed: " .. err)
-            end
-        end
-        stream.on_error = function(err) link_down(link, err) end
-    end
-
+local function add_router_management(node)
     --- Adds a router (e.g. one found by discovery); true if it is new.
     function node.add_router(address)
         local host, port = M.parse_address(address)
@@ -173,9 +330,9 @@ function M.start(config)
         for _, link in ipairs(node.links) do
             if link.address == canonical then return false end
         end
-        local link = { address = canonical, host = host, port = port, live = false, backoff = backoff_min }
+        local link = { address = canonical, host = host, port = port, state = "down", backoff = node.backoff_min }
         node.links[#node.links + 1] = link
-        connect(link)
+        connect(node, link)
         return true
     end
 
@@ -187,34 +344,23 @@ function M.start(config)
             if link.address == canonical then
                 table.remove(node.links, at)
                 link.removed = true
-                local was_live = link.live
-                link.live = false
+                local was_live = link.state == "live"
+                link.state = "down"
                 if link.stream then
                     local stream = link.stream
                     link.stream = nil
                     stream.close()
                 end
-                if was_live then pick_router() end
+                if was_live then pick_router(node) end
                 return true
             end
         end
         return false
     end
 
-    for _, address in ipairs(config.routers) do
-        local host, port = M.parse_address(address)
-        if not host then error("luna.cluster.start: " .. port, 2) end
-        node.add_router(address)
-    end
-
-    local heartbeat = luna.interval(heartbeat_ms, function()
-        for _, link in ipairs(node.links) do
-            if link.live then link.stream.call("@ping") end
-        end
-    end)
-
     --- The stream of the router in use, or nil when none is live.
     function node.router()
+        local current = node.current
         return current and current.stream, current and current.address
     end
 
@@ -222,55 +368,23 @@ function M.start(config)
     function node.live_routers()
         local list = {}
         for _, link in ipairs(node.links) do
-            if link.live then list[#list + 1] = link.stream end
+            if link.state == "live" then list[#list + 1] = link.stream end
         end
         return list
     end
 
-    for _, name in ipairs(FORWARDS) do
-        node[name] = function(...)
-            if not current then
-                if not warned_no_router then
-                    warned_no_router = true
-                    log.warn(node.name .. ": no live router: " .. name .. " failed with no-route")
-                end
-                return nil, "no-route"
-            end
-            return current.stream[name](...)
-        end
+    --- { [address] = state }: connecting, registering, live, down, id-in-use, auth-failed...
+    function node.routers_status()
+        local status = {}
+        for _, link in ipairs(node.links) do status[link.address] = link.state end
+        return status
     end
+end
 
-    local function calls(timeout_ms)
-        local function routed(mode, target, key, method, ...)
-            if not current then
-                log.warn(node.name .. ": no live router: the call failed with no-route")
-                return nil, "no-route"
-            end
-            if mode == "broadcast" then
-                return rpc.broadcast_call(timeout_ms, current.stream, ids[1], target, method, ...)
-            end
-            return rpc.routed_call(timeout_ms, current.stream, ids[1], mode, target, key, method, ...)
-        end
-        return {
-            call_target = function(id, ...) return routed("target", id, 0, ...) end,
-            call_master = function(group, ...) return routed("master", group, 0, ...) end,
-            call_random = function(group, ...) return routed("random", group, 0, ...) end,
-            call_hash = function(group, key, ...) return routed("hash", group, key, ...) end,
-            call_broadcast = function(group, ...) return routed("broadcast", group, 0, ...) end,
-        }
-    end
-
-    for name, fn in pairs(calls(nil)) do node[name] = fn end
-    local views = {}
-    --- The call functions with a different timeout: node.timeout(500).call_hash(...).
-    function node.timeout(ms)
-        views[ms] = views[ms] or calls(ms)
-        return views[ms]
-    end
-
+local function add_master_claims(node)
     --- Makes this node the master of its group on every router, now and on reconnects.
     function node.claim_master(id)
-        id = id and to_id(id) or ids[1]
+        id = id and to_id(id) or node.ids[1]
         node.master_claimed = id
         for _, stream in ipairs(node.live_routers()) do
             stream.call("@set_master", luna.service_group(id), id)
@@ -286,21 +400,79 @@ function M.start(config)
             stream.call("@set_master", luna.service_group(id), 0)
         end
     end
+end
 
-    --- Leaves the cluster: unregisters and closes every router link.
-    function node.stop()
-        stopped = true
-        heartbeat.cancel()
-        for _, link in ipairs(node.links) do
-            if link.stream then
-                for _, id in ipairs(ids) do link.stream.call("@unregister", id) end
-                link.stream.close()
-            end
-            link.live, link.stream = false, nil
-        end
-        current = nil
+-- SIGTERM/SIGINT while nodes run and the script kept the default handler:
+-- drain every node, then quit.
+local function drain_on_quit(signo)
+    local left = 0
+    for _ in pairs(running) do left = left + 1 end
+    if left == 0 then luna_quit_flag = true return end
+    for _, node in pairs(running) do
+        node.drain(M.drain_timeout_ms, function()
+            left = left - 1
+            if left == 0 then luna_quit_flag = true end
+        end)
     end
+end
 
+local function install_quit_handler()
+    if rawget(_G, "on_quit_signal") == luna.default_quit_signal then
+        _G.on_quit_signal = drain_on_quit
+    end
+end
+
+local function check_config(config)
+    local ids = {}
+    for _, id in ipairs(config.ids or { config.id }) do ids[#ids + 1] = to_id(id, 4) end
+    if #ids == 0 then error("luna.cluster.start: an id is required", 3) end
+    if type(config.routers) ~= "table" then
+        error("luna.cluster.start: a list of routers is required (it may be empty when discovery adds them)", 3)
+    end
+    for _, address in ipairs(config.routers) do
+        local host, err = M.parse_address(address)
+        if not host then error("luna.cluster.start: " .. err, 3) end
+    end
+    return ids
+end
+
+--- Starts a node (or returns the running one with this id, updated); see the file header.
+function M.start(config)
+    local ids = check_config(config)
+    local existing = running[ids[1]]
+    if existing and not existing.stopped then
+        for _, field in ipairs(HOOKS) do existing[field] = config[field] end
+        for _, address in ipairs(config.routers) do existing.add_router(address) end
+        return existing
+    end
+    local heartbeat_ms = config.heartbeat_ms or 1000
+    local node = {
+        id = ids[1],
+        ids = ids,
+        name = luna.service_name(ids[1]),
+        mgr = config.mgr or luna.create_socket_mgr(config.max_fd or 1024),
+        links = {},
+        is_master = config.is_master or false,
+        dead_after_ms = config.dead_after_ms or heartbeat_ms * 3,
+        connect_timeout_ms = config.connect_timeout_ms or 3000,
+        backoff_min = config.backoff_min_ms or 100,
+        backoff_max = config.backoff_max_ms or 5000,
+    }
+    for _, field in ipairs(HOOKS) do node[field] = config[field] end
+    if log.set_name then log.set_name(node.name) end
+    add_forwards(node)
+    add_calls(node)
+    add_lifecycle(node)
+    add_router_management(node)
+    add_master_claims(node)
+    node.heartbeat = luna.interval(heartbeat_ms, function()
+        for _, link in ipairs(node.links) do
+            if link.stream and link.state ~= "connecting" then link.stream.call("@ping") end
+        end
+    end)
+    running[node.id] = node
+    install_quit_handler()
+    for _, address in ipairs(config.routers) do node.add_router(address) end
     return node
 end
 

@@ -13,15 +13,29 @@
 -- SET when allowed; if not, that is logged and only the re-scan finds
 -- changes), an initial SCAN, and a re-scan every `rescan_ms` as a safety
 -- net. While Redis is down the last known tables stay in use; everything
--- re-syncs when it returns.
+-- re-syncs when it returns. A name whose key is missing from a scan (Redis
+-- restarted empty, say) is removed only once it stayed missing for
+-- `grace_ms` (default: the TTL), which gives its owner time to write it
+-- again; an expiry or deletion notified while connected removes it at once.
+--
+-- Leases never overlap (docs/discovery.md explains the clock assumption):
+-- the holder demotes itself by its own timer at (time the last successful
+-- renew was sent) + ttl - margin, before Redis can expire the key, and after
+-- a reconnect a non-holder waits a full TTL before contesting (a restarted
+-- Redis may have lost the key while its holder still holds the lease).
 local luna = luna
 local log = luna.log
 local redis = require("luna.redis")
 
 local M = {}
 
--- Renews only if the caller still holds the lease.
-local RENEW = [[if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end]]
+-- Renews if the caller holds the lease, writes it again if Redis lost it
+-- (restarted empty); 0 when another holds it.
+local RENEW = [[
+local holder = redis.call("GET", KEYS[1])
+if holder == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+if not holder then redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2]) return 1 end
+return 0]]
 -- Releases only if the caller still holds the lease.
 local RELEASE = [[if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end]]
 
@@ -32,6 +46,7 @@ function M.start(config)
     local ttl_ms = config.ttl_ms or 3000
     local refresh_ms = config.refresh_ms or math.max(50, ttl_ms // 3)
     local rescan_ms = config.rescan_ms or 5000
+    local grace_ms = config.grace_ms or ttl_ms
     local redis_config = config.redis or {}
     local db_index = redis_config.db or 0
 
@@ -41,6 +56,8 @@ function M.start(config)
     local leases = {} -- key -> lease
     local stopped = false
     local notifications_warned = false
+    local ever_ready = false
+    local contest_after = 0 -- non-holders do not try to acquire leases before this time (ms)
 
     local function key_of(kind, name) return prefix .. ":" .. kind .. ":" .. name end
 
@@ -51,6 +68,7 @@ function M.start(config)
 
     local commands
     local events
+    local missing
 
     -- A command callback that reports a failure (an outage is reported by
     -- the Redis client itself, once).
@@ -69,6 +87,7 @@ function M.start(config)
     local function seen(kind, name, value)
         local watch = watchers[kind]
         if not watch then return end
+        watch.missing_since[name] = nil
         if watch.known[name] ~= value then
             watch.known[name] = value
             if watch.on_add then watch.on_add(name, value) end
@@ -78,11 +97,27 @@ function M.start(config)
     local function gone(kind, name)
         local watch = watchers[kind]
         if not watch then return end
+        watch.missing_since[name] = nil
         local value = watch.known[name]
         if value ~= nil then
             watch.known[name] = nil
             if watch.on_remove then watch.on_remove(name, value) end
         end
+    end
+
+    -- A known name absent from a scan: removed once it stayed absent for grace_ms.
+    function missing(kind, name)
+        local watch = watchers[kind]
+        if watch.missing_since[name] then return end
+        watch.missing_since[name] = luna.get_time_ms()
+        luna.timer(grace_ms, function()
+            if watch.missing_since[name] == nil or watchers[kind] ~= watch then return end
+            commands.send(function(value, err)
+                if err then return end -- unknown: the next scan decides
+                if value then return seen(kind, name, value) end
+                if watch.missing_since[name] then gone(kind, name) end
+            end, "GET", key_of(kind, name))
+        end)
     end
 
     -- SCAN every key of a kind, then reconcile what is known with what exists.
@@ -92,8 +127,9 @@ function M.start(config)
         local found = {}
         local page
         local function finish()
-            for name in pairs(watchers[kind].known) do
-                if found[name] == nil then gone(kind, name) end
+            local watch = watchers[kind]
+            for name in pairs(watch.known) do
+                if found[name] == nil then missing(kind, name) end
             end
         end
         local function fetch(keys, cursor)
@@ -151,7 +187,7 @@ function M.start(config)
         end, "CONFIG", "GET", "notify-keyspace-events")
     end
 
-    local try_acquire
+    local try_acquire, renew
 
     local function on_event(channel, event)
         local key = channel:match("^__keyspace@%d+__:(.*)$")
@@ -176,10 +212,12 @@ function M.start(config)
         host = redis_config.host, port = redis_config.port, password = redis_config.password,
         username = redis_config.username, db = db_index, name = "discovery",
         on_ready = function()
+            if ever_ready then contest_after = luna.get_time_ms() + ttl_ms end
+            ever_ready = true
             enable_notifications()
             refresh_registrations()
             rescan_all()
-            for _, lease in pairs(leases) do try_acquire(lease) end
+            for _, lease in pairs(leases) do renew(lease) end
         end,
     })
     events = redis.connect({
@@ -201,39 +239,56 @@ function M.start(config)
 
     --- Follows every name of a kind: on_add(name, value), on_remove(name, value).
     function d.watch(kind, on_add, on_remove)
-        watchers[kind] = { on_add = on_add, on_remove = on_remove, known = {} }
+        watchers[kind] = { on_add = on_add, on_remove = on_remove, known = {}, missing_since = {} }
         if commands.state == "ready" then rescan(kind) end
         return watchers[kind].known
     end
 
-    local function promote(lease)
-        lease.held = true
-        lease.renewed_at = luna.get_time_ms()
-        log.info("discovery: " .. lease.id .. " holds the lease " .. lease.key)
-        if lease.on_promote then lease.on_promote() end
-    end
-
     local function demote(lease, why)
+        if lease.demote_timer then lease.demote_timer.cancel() end
+        lease.demote_timer = nil
         if not lease.held then return end
         lease.held = false
         log.warn("discovery: " .. lease.id .. " lost the lease " .. lease.key .. " (" .. why .. ")")
         if lease.on_demote then lease.on_demote(why) end
     end
 
+    -- The lease is ours until `sent_at + ttl - margin` (sent_at: when the
+    -- command that set or renewed it was sent): a timer demotes us then.
+    local function hold_until(lease, sent_at)
+        lease.deadline = sent_at + lease.ttl_ms - lease.margin_ms
+        if lease.demote_timer then lease.demote_timer.cancel() end
+        lease.demote_timer = luna.timer(math.max(0, lease.deadline - luna.get_time_ms()), function()
+            lease.demote_timer = nil
+            demote(lease, "not renewed in time")
+        end)
+    end
+
+    local function promote(lease, sent_at)
+        lease.held = true
+        hold_until(lease, sent_at)
+        log.info("discovery: " .. lease.id .. " holds the lease " .. lease.key)
+        if lease.on_promote then lease.on_promote() end
+    end
+
     function try_acquire(lease)
-        if lease.held or stopped then return end
+        if lease.held or stopped or lease.released then return end
+        if luna.get_time_ms() < contest_after then return end -- renewed on its tick; tried again then
+        local sent_at = luna.get_time_ms()
         commands.send(function(reply)
-            if reply == "OK" and not lease.held then promote(lease) end
+            if reply == "OK" and not lease.held and sent_at + lease.ttl_ms - lease.margin_ms > luna.get_time_ms() then
+                promote(lease, sent_at)
+            end
         end, "SET", lease.key, lease.id, "NX", "PX", lease.ttl_ms)
     end
 
-    local function renew(lease)
+    function renew(lease)
         if not lease.held then return try_acquire(lease) end
-        -- A holder that could not renew within the TTL may already have a successor.
-        if luna.get_time_ms() - lease.renewed_at > lease.ttl_ms then return demote(lease, "not renewed in time") end
-        commands.send(function(reply, err)
+        local sent_at = luna.get_time_ms()
+        commands.send(function(reply)
+            if not lease.held then return end
             if reply == 1 then
-                lease.renewed_at = luna.get_time_ms()
+                hold_until(lease, sent_at)
             elseif reply == 0 then
                 demote(lease, "held by another")
             end
@@ -241,16 +296,21 @@ function M.start(config)
     end
 
     --- Competes for the lease `name` as `id`: at most one holder at a time.
-    --- options: ttl_ms, on_promote(), on_demote(reason).
+    --- options: ttl_ms, margin_ms (default max(ttl/10, 20)), on_promote(), on_demote(reason).
+    --- lease.held tells whether we hold it; lease.is_held() also checks the deadline.
     function d.lease(name, id, options)
         options = options or {}
+        local lease_ttl = options.ttl_ms or ttl_ms
         local lease = {
             key = key_of("lease", name), id = tostring(id), held = false,
-            ttl_ms = options.ttl_ms or ttl_ms,
+            ttl_ms = lease_ttl, margin_ms = options.margin_ms or math.max(lease_ttl // 10, 20),
             on_promote = options.on_promote, on_demote = options.on_demote,
         }
+        function lease.is_held()
+            return lease.held and luna.get_time_ms() < lease.deadline
+        end
         leases[lease.key] = lease
-        lease.timer = luna.interval(math.max(50, lease.ttl_ms // 3), function() renew(lease) end)
+        lease.timer = luna.interval(math.max(20, lease.ttl_ms // 3), function() renew(lease) end)
         try_acquire(lease)
         return lease
     end
@@ -264,6 +324,7 @@ function M.start(config)
         registered = {}
         for _, lease in pairs(leases) do
             lease.timer.cancel()
+            lease.released = true
             if lease.held then
                 commands.send(report("release " .. lease.key), "EVAL", RELEASE, 1, lease.key, lease.id)
                 demote(lease, "released")

@@ -10,6 +10,8 @@ local entry_env = nil -- the entry file's environment
 function on_quit_signal(signo)
     luna_quit_flag = true
 end
+-- Modules that want their own default (luna.cluster drains) replace it only while it is this one.
+luna.default_quit_signal = on_quit_signal
 
 local function lookup(name)
     if entry_env then

@@ -2,158 +2,231 @@
 --
 -- As a script:   luna runtime_lua/router.lua --listen 127.0.0.1:7001 [--listen ...]
 --                    [--heartbeat-ms 1000] [--keep-slots] [--stats-ms N]
---                    [--redis HOST:PORT [--redis-password PW] [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]]
+--                    [--max-tracked-calls N] [--max-pending-input BYTES] [--frame-timeout-ms N] [--max-ids N]
+--                    [--redis HOST:PORT [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]]
 -- With --redis the router publishes its address (kind "router") so that
--- services using luna.discovery find it and drop it when it goes away.
+-- services using luna.discovery find it and drop it when it goes away
+-- (the Redis password comes from LUNA_REDIS_PASSWORD, never the command line).
 -- As a module:   require("luna.router").start{ listen = { "127.0.0.1:7001" } }
 --
 -- Services (see luna.cluster) register their ids; the router keeps the
 -- route table from those registrations and removes a service whose
 -- connection dies (or keeps its slot with token 0 with --keep-slots, so
--- hash keys of the other instances do not move). Forwards are passed on by
--- the core without decoding them.
+-- hash keys of the other instances do not move). An id has one owner: a
+-- registration of an id that another live link holds is refused with
+-- "id-in-use". Forwards are passed on by the core without decoding them.
 local luna = luna
 local log = luna.log
 local cluster = require("luna.cluster")
 
 local M = {}
 
---- Starts a router; returns a table with the manager and the listeners.
+local function to_id(value)
+    if type(value) == "string" then return luna.service_id(value) end
+    return value
+end
+
+local function name_of(id)
+    return (math.type(id) == "integer" and luna.service_name(id)) or tostring(id)
+end
+
+-- The control messages of one accepted link.
+local function serve_link(router, stream)
+    local mgr, owners, masters, config = router.mgr, router.owners, router.masters, router.config
+    local peer = stream.ip .. ":" .. stream.port
+    local ids = {} -- ids this link holds
+    local refusals = {} -- id -> last reason logged (a refused node retries: log once per change)
+
+    local function refuse(id, reason)
+        if refusals[id] ~= reason then
+            refusals[id] = reason
+            log.warn("router: refused " .. name_of(id) .. " from " .. peer .. ": " .. reason)
+        end
+        stream.call("@refused", id, reason)
+    end
+
+    local function register(raw_id, is_master)
+        local id = to_id(raw_id)
+        if math.type(id) ~= "integer" or not luna.service_name(id) then
+            log.warn("router: bad registration " .. tostring(raw_id) .. " from " .. peer .. ": invalid-param")
+            return stream.call("@refused", raw_id, "invalid-param")
+        end
+        local owner = owners[id]
+        if owner and owner ~= stream.token then return refuse(id, "id-in-use") end
+        local ok, err = mgr.route(id, stream.token, is_master)
+        if not ok then return refuse(id, err) end
+        if not owner then log.info("router: " .. name_of(id) .. " registered from " .. peer) end
+        refusals[id] = nil
+        ids[id], owners[id] = true, stream.token
+        stream.call("@registered", id)
+    end
+
+    local function unregister(raw_id)
+        local id = to_id(raw_id)
+        if id and owners[id] == stream.token then
+            mgr.route(id, nil)
+            owners[id], ids[id] = nil, nil
+            log.info("router: " .. name_of(id) .. " unregistered")
+        end
+        stream.call("@unregistered", raw_id)
+    end
+
+    local function set_master(group, id)
+        if id == 0 then
+            -- A release clears the claim only if it is still this link's.
+            if masters[group] == stream.token then
+                masters[group] = nil
+                mgr.set_master(group, 0)
+                log.info("router: group " .. tostring(group) .. " has no explicit master now")
+            end
+        elseif owners[id] == stream.token then
+            masters[group] = stream.token
+            mgr.set_master(group, stream.token)
+            log.info("router: master of group " .. tostring(group) .. " is " .. name_of(id))
+        else
+            log.warn("router: @set_master from " .. peer .. " for a service it does not hold: " .. tostring(id))
+        end
+    end
+
+    local function gone(err)
+        for group, token in pairs(masters) do
+            if token == stream.token then masters[group] = nil end
+        end
+        for id in pairs(ids) do
+            if owners[id] == stream.token then
+                mgr.route(id, config.keep_slots and 0 or nil)
+                owners[id] = nil
+                log.info("router: " .. name_of(id) .. " gone (" .. err .. ")")
+            end
+        end
+    end
+
+    stream.set_timeout(router.dead_after_ms)
+    stream.on_call = function(msg, a, b)
+        if msg == "@ping" then
+            stream.call("@pong")
+        elseif msg == "@register" then
+            register(a, b)
+        elseif msg == "@unregister" then
+            unregister(a)
+        elseif msg == "@set_master" then
+            set_master(a, b)
+        else
+            log.warn("router: unknown message " .. tostring(msg) .. " from " .. peer)
+        end
+    end
+    stream.on_error = gone
+end
+
+local LIMITS = {
+    max_tracked_calls = "set_max_tracked_calls",
+    max_pending_input = "set_max_pending_input",
+    frame_timeout_ms = "set_frame_timeout",
+    max_ids = "set_max_ids",
+}
+
+local function open_listeners(router, listen)
+    for _, address in ipairs(listen) do
+        local host, port = cluster.parse_address(address)
+        if not host then error("luna.router.start: " .. port, 3) end
+        local listener, err, detail = router.mgr.listen(host, port)
+        if not listener then
+            error("luna.router: cannot listen on " .. host .. ":" .. port .. ": " .. err .. " " .. tostring(detail), 3)
+        end
+        listener.on_accept = function(stream) serve_link(router, stream) end
+        router.listeners[#router.listeners + 1] = listener
+        log.info("router listening on " .. listener.ip .. ":" .. listener.port)
+        print("listening " .. listener.ip .. ":" .. listener.port)
+    end
+end
+
+local function publish_in_redis(router, config)
+    local host, port = cluster.parse_address(config.redis)
+    if not host then error("luna.router.start: --redis " .. port, 3) end
+    local discovery = require("luna.discovery").start{
+        redis = { host = host, port = port, password = config.redis_password or os.getenv("LUNA_REDIS_PASSWORD"),
+                  db = config.redis_db },
+        prefix = config.prefix, ttl_ms = config.ttl_ms,
+    }
+    local first = router.listeners[1]
+    local address = first.ip .. ":" .. first.port
+    discovery.register("router", config.name or address, address)
+    router.discovery = discovery
+end
+
+local function log_stats(mgr)
+    local s = mgr.stats()
+    log.info(string.format("router stats: forwarded=%d forward_failed=%d tracked_calls=%d open=%d bad_packages=%d"
+        .. " calls_refused=%d recv_buffer_full=%d frame_timeouts=%d ids_refused=%d pending_input=%d",
+        s.forwarded, s.forward_failed, s.tracked_calls, s.open, s.bad_packages,
+        s.calls_refused, s.recv_buffer_full, s.frame_timeouts, s.ids_refused, s.pending_input))
+end
+
+--- Starts a router; returns a table with the manager, the listeners and the owners of ids.
 function M.start(config)
     local listen = config.listen
     if type(listen) ~= "table" or type(listen.host) == "string" then listen = { listen } end
     if #listen == 0 then error("luna.router.start: at least one listen address is required", 2) end
     local heartbeat_ms = config.heartbeat_ms or 1000
-    local dead_after_ms = config.dead_after_ms or heartbeat_ms * 3
     local mgr = luna.create_socket_mgr(config.max_fd or 65536)
-    local router = { mgr = mgr, listeners = {}, owners = {} }
-    local owners = router.owners -- service id -> token of the stream that registered it
-    local masters = {} -- group -> token of the explicit master
-
-    local function accept(stream)
-        local peer = stream.ip .. ":" .. stream.port
-        local ids = {}
-        stream.set_timeout(dead_after_ms)
-        stream.on_call = function(msg, a, b)
-            if msg == "@ping" then
-                stream.call("@pong")
-            elseif msg == "@register" then
-                local ok, err = mgr.route(a, stream.token, b)
-                if not ok then
-                    log.warn("router: bad registration " .. tostring(a) .. " from " .. peer .. ": " .. err)
-                    return
-                end
-                local id = type(a) == "string" and luna.service_id(a) or a
-                ids[id] = true
-                owners[id] = stream.token
-                log.info("router: " .. luna.service_name(id) .. " registered from " .. peer)
-                stream.call("@registered", id)
-            elseif msg == "@unregister" then
-                local id = type(a) == "string" and luna.service_id(a) or a
-                if id and owners[id] == stream.token then
-                    mgr.route(id, nil)
-                    owners[id], ids[id] = nil, nil
-                    log.info("router: " .. luna.service_name(id) .. " unregistered")
-                end
-            elseif msg == "@set_master" then
-                local token = owners[b]
-                if b == 0 then
-                    -- A release clears the claim only if it is still this stream's.
-                    if masters[a] == stream.token then
-                        masters[a] = nil
-                        mgr.set_master(a, 0)
-                        log.info("router: group " .. tostring(a) .. " has no explicit master now")
-                    end
-                elseif token then
-                    masters[a] = token
-                    mgr.set_master(a, token)
-                    log.info("router: master of group " .. tostring(a) .. " is " .. luna.service_name(b))
-                else
-                    log.warn("router: @set_master for unknown service " .. tostring(b))
-                end
-            else
-                log.warn("router: unknown message " .. tostring(msg) .. " from " .. peer)
-            end
-        end
-        stream.on_error = function(err)
-            for group, token in pairs(masters) do
-                if token == stream.token then masters[group] = nil end
-            end
-            for id in pairs(ids) do
-                if owners[id] == stream.token then
-                    mgr.route(id, config.keep_slots and 0 or nil)
-                    owners[id] = nil
-                    log.info("router: " .. luna.service_name(id) .. " gone (" .. err .. ")")
-                end
-            end
+    for field, setter in pairs(LIMITS) do
+        if config[field] then
+            local ok, err = mgr[setter](config[field])
+            if not ok then error("luna.router.start: " .. field .. ": " .. err, 2) end
         end
     end
-
-    for _, address in ipairs(listen) do
-        local host, port = cluster.parse_address(address)
-        if not host then error("luna.router.start: " .. port, 2) end
-        local listener, err, detail = mgr.listen(host, port)
-        if not listener then
-            error("luna.router: cannot listen on " .. host .. ":" .. port .. ": " .. err .. " " .. tostring(detail), 2)
-        end
-        listener.on_accept = accept
-        router.listeners[#router.listeners + 1] = listener
-        log.info("router listening on " .. listener.ip .. ":" .. listener.port)
-        print("listening " .. listener.ip .. ":" .. listener.port)
-    end
-    if config.redis then
-        local host, port = cluster.parse_address(config.redis)
-        if not host then error("luna.router.start: --redis " .. port, 2) end
-        local discovery = require("luna.discovery").start{
-            redis = { host = host, port = port, password = config.redis_password, db = config.redis_db },
-            prefix = config.prefix, ttl_ms = config.ttl_ms,
-        }
-        local first = router.listeners[1]
-        local address = first.ip .. ":" .. first.port
-        discovery.register("router", config.name or address, address)
-        router.discovery = discovery
-    end
-    if config.stats_ms then
-        luna.interval(config.stats_ms, function()
-            local s = mgr.stats()
-            log.info(string.format("router stats: forwarded=%d forward_failed=%d tracked_calls=%d open=%d bad_packages=%d",
-                s.forwarded, s.forward_failed, s.tracked_calls, s.open, s.bad_packages))
-        end)
-    end
+    local router = {
+        mgr = mgr, listeners = {}, config = config,
+        owners = {}, -- service id -> token of the link that holds it
+        masters = {}, -- group -> token of the explicit master
+        dead_after_ms = config.dead_after_ms or heartbeat_ms * 3,
+    }
+    open_listeners(router, listen)
+    if config.redis then publish_in_redis(router, config) end
+    if config.stats_ms then luna.interval(config.stats_ms, function() log_stats(mgr) end) end
     return router
 end
+
+local NUMBER_FLAGS = {
+    ["--heartbeat-ms"] = "heartbeat_ms", ["--max-fd"] = "max_fd", ["--stats-ms"] = "stats_ms",
+    ["--redis-db"] = "redis_db", ["--ttl-ms"] = "ttl_ms",
+    ["--max-tracked-calls"] = "max_tracked_calls", ["--max-pending-input"] = "max_pending_input",
+    ["--frame-timeout-ms"] = "frame_timeout_ms", ["--max-ids"] = "max_ids",
+}
+local TEXT_FLAGS = { ["--redis"] = "redis", ["--prefix"] = "prefix", ["--name"] = "name" }
+local USAGE = "usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots] [--stats-ms N]"
+    .. " [--max-tracked-calls N] [--max-pending-input BYTES] [--frame-timeout-ms N] [--max-ids N]"
+    .. " [--redis HOST:PORT] [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]"
 
 --- Parses the command line of the router script.
 function M.parse_args(args)
     local config = { listen = {} }
     local i = 1
     while args[i] do
-        local flag = args[i]
+        local flag, value = args[i], args[i + 1]
         if flag == "--listen" then
-            config.listen[#config.listen + 1] = args[i + 1]
+            config.listen[#config.listen + 1] = value
             i = i + 2
-        elseif flag == "--heartbeat-ms" then
-            config.heartbeat_ms = tonumber(args[i + 1])
+        elseif NUMBER_FLAGS[flag] then
+            local number = math.tointeger(tonumber(value))
+            if not number or number < 0 then
+                error("router: " .. flag .. " needs a whole number >= 0, got " .. tostring(value) .. " (" .. USAGE .. ")", 0)
+            end
+            config[NUMBER_FLAGS[flag]] = number
             i = i + 2
-        elseif flag == "--max-fd" then
-            config.max_fd = tonumber(args[i + 1])
+        elseif TEXT_FLAGS[flag] then
+            if value == nil then error("router: " .. flag .. " needs a value (" .. USAGE .. ")", 0) end
+            config[TEXT_FLAGS[flag]] = value
             i = i + 2
-        elseif flag == "--stats-ms" then
-            config.stats_ms = tonumber(args[i + 1])
-            i = i + 2
-        elseif flag == "--redis" or flag == "--redis-password" or flag == "--prefix" or flag == "--name" then
-            config[flag:sub(3):gsub("-", "_")] = args[i + 1]
-            i = i + 2
-        elseif flag == "--redis-db" or flag == "--ttl-ms" then
-            config[flag:sub(3):gsub("-", "_")] = tonumber(args[i + 1])
+        elseif flag == "--redis-password" then
+            log.warn("router: --redis-password shows the password to every user of `ps`: set LUNA_REDIS_PASSWORD instead")
+            config.redis_password = value
             i = i + 2
         elseif flag == "--keep-slots" then
             config.keep_slots = true
             i = i + 1
         else
-            error("router: unknown argument " .. tostring(flag)
-                .. " (usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots] [--stats-ms N]"
-                .. " [--redis HOST:PORT] [--redis-password PW] [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N])", 0)
+            error("router: unknown argument " .. tostring(flag) .. " (" .. USAGE .. ")", 0)
         end
     end
     return config
@@ -161,7 +234,7 @@ end
 
 -- Run as an entry script (import passes no arguments; require passes the module name).
 if select("#", ...) == 0 then
-    router = M.start(M.parse_args(luna.args))
+    router = router or M.start(M.parse_args(luna.args))
 end
 
 return M

@@ -37,6 +37,7 @@ M.default_timeout_ms = 5000
 
 -- Counters (see M.stats).
 local calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors = 0, 0, 0, 0, 0, 0, 0
+local serving = 0 -- calls being handled here now
 
 -- Pending calls, by session.
 local waiting = {} -- session -> coroutine waiting for the answer
@@ -55,12 +56,13 @@ local function new_session()
     return next_session
 end
 
---- Counters: calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors, pending.
+--- Counters: calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors,
+--- pending (our calls waiting for answers) and serving (calls being handled here).
 function M.stats()
     return {
         calls = calls, completed = completed, timeouts = timeouts, late_replies = late_replies,
         connection_lost = connection_lost, no_route = no_route, remote_errors = remote_errors,
-        pending = pending_count,
+        pending = pending_count, serving = serving,
     }
 end
 
@@ -262,7 +264,9 @@ local function run_handler(stream, handlers, self_id, session, reply_to, method,
         log.warn("rpc: no handler for method '" .. tostring(method) .. "'")
         return reply(stream, session, reply_to, self_id, false, "no method '" .. tostring(method) .. "'")
     end
+    serving = serving + 1
     send_results(stream, session, reply_to, self_id, method, xpcall(handler, error_message, ...))
+    serving = serving - 1
 end
 
 --- Handles one message of a served stream: calls, answers and one-way

@@ -638,7 +638,9 @@ fn max_fd_is_enforced_on_connect_and_accept() {
 }
 
 #[test]
-fn garbage_collected_objects_are_closed() {
+fn sockets_nobody_references_stay_open_and_keep_their_callbacks() {
+    // SPEC section 3: dropping every reference closes nothing (the seeds closed
+    // collected objects, which cut live links in routers that kept only tokens).
     let dir = Dir::new();
     let (mut server, port) = start_echo_server(&dir);
     let client = dir.write(
@@ -646,26 +648,45 @@ fn garbage_collected_objects_are_closed() {
         r#"
         local mgr = luna.create_socket_mgr(10)
         do
+            -- A ping-pong whose only references are the stream's own fields.
             local dropped = mgr.connect("127.0.0.1", tonumber(luna.args[1]), 2000)
-            dropped.on_connect = function() print("dropped connected") end
+            dropped.on_connect = function() print("dropped connected"); dropped.call("n", 1) end
+            dropped.on_call = function(echo, msg, n) pongs = n; dropped.call("n", n + 1) end
         end
-        local l = mgr.listen("127.0.0.1", 0)
-        local lport = l.port
-        l = nil
         luna.timer(300, function()
             collectgarbage()
             collectgarbage()
-            luna.timer(100, function()
-                local probe = mgr.connect("127.0.0.1", lport, 1000)
-                keep = probe
-                probe.on_connect = function(r) print("probe " .. r) end
-            end)
+            before = pongs
+            luna.timer(200, function() print("still flowing " .. tostring(pongs > before)) end)
+        end)
+        do
+            local l = mgr.listen("127.0.0.1", 0)
+            l.on_accept = function(stream)
+                stream.on_call = function(msg) print("accepted got " .. msg) end
+            end
+            lport = l.port
+        end
+        luna.timer(800, function()
+            collectgarbage()
+            collectgarbage()
+            local probe = mgr.connect("127.0.0.1", lport, 1000)
+            keep = probe
+            probe.on_connect = function(r) print("probe " .. r); probe.call("hello") end
         end)
         "#,
     );
     let mut client = Luna::start(&client, &[&port.to_string()]);
-    server.expect("error connection-lost");
-    client.expect("probe connect-failed");
+    client.expect("dropped connected");
+    client.expect("still flowing true");
+    client.expect("probe ok");
+    client.expect("accepted got hello");
+    assert!(
+        !server.stderr().contains("connection-lost") && !server.stdout().iter().any(|l| l.contains("error")),
+        "the unreferenced stream was closed:\n{}",
+        server.stderr()
+    );
+    server.signal(libc::SIGTERM);
+    server.wait_exit();
 }
 
 #[test]

@@ -21,7 +21,7 @@ local function play()
     node.forward_broadcast(config.GAME, "announce", account .. " finished round " .. round)
 end
 
-node = config.start_node(luna.args[1] or "10.1", {}, {
+node = node or config.start_node(luna.args[1] or "10.1", {}, {
     on_router_change = function(stream)
         if stream and round == 0 then
             luna.go(function()

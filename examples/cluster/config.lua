@@ -11,8 +11,10 @@ end
 
 local cluster = require("luna.cluster")
 
+-- `x = x or ...`: this file is re-run on every save (hot reload); the
+-- discovery client and the nodes must be started only once.
 local redis_address = os.getenv("CLUSTER_REDIS")
-if redis_address then
+if redis_address and not discovery then
     local host, port = cluster.parse_address(redis_address)
     discovery = require("luna.discovery").start{
         redis = { host = host, port = port, password = os.getenv("CLUSTER_REDIS_PASSWORD") },

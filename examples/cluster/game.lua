@@ -3,7 +3,7 @@
 --   luna examples/cluster/game.lua 4.1
 local config = import("config.lua")
 
-handlers = {}
+handlers = handlers or {} -- the same table across reloads: the node looks handlers up in it
 
 -- RPC: logs a player in and tells how many unread mails wait for them.
 function handlers.login(account)
@@ -19,4 +19,4 @@ function handlers.announce(text)
     print(node.name .. " announcement: " .. text)
 end
 
-node = config.start_node(luna.args[1], handlers)
+node = node or config.start_node(luna.args[1], handlers)

@@ -4,7 +4,7 @@ local config = import("config.lua")
 
 mailboxes = mailboxes or {} -- account -> list of mails; survives hot reloads
 
-handlers = {}
+handlers = handlers or {} -- the same table across reloads: the node looks handlers up in it
 
 -- One-way: node.forward_hash(MAIL, account, "send_mail", account, from, text)
 function handlers.send_mail(account, from, text)
@@ -30,4 +30,4 @@ function handlers.inbox(account)
     return box, node.name
 end
 
-node = config.start_node(luna.args[1], handlers)
+node = node or config.start_node(luna.args[1], handlers)

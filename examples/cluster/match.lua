@@ -7,7 +7,7 @@ local config = import("config.lua")
 queue = queue or {}
 matches = matches or 0
 
-handlers = {}
+handlers = handlers or {} -- the same table across reloads: the node looks handlers up in it
 
 -- RPC: joins the queue; every two players make a match.
 function handlers.join(player)
@@ -21,9 +21,9 @@ function handlers.join(player)
     return "match " .. matches .. ": " .. pair, node.name
 end
 
-node = config.start_node(luna.args[1], handlers)
-if config.discovery then
-    config.discovery.master_lease(node, {
+node = node or config.start_node(luna.args[1], handlers)
+if config.discovery and not lease then
+    lease = config.discovery.master_lease(node, {
         on_promote = function() luna.log.info(node.name .. " is the match master") end,
     })
 end

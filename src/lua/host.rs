@@ -5,13 +5,11 @@
 //! run finalizers). Results are computed under the borrow and pushed after.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::Arc;
 
 use polling::Poller;
 
-use crate::net::{NetCore, Readiness, Token};
+use crate::net::{NetCore, Readiness};
 use crate::runtime::signals::QuitSignal;
 use crate::runtime::timers::Timers;
 use crate::runtime::waiter::Waiter;
@@ -41,12 +39,10 @@ pub struct Host {
 /// Registry slots of the Lua tables the core uses.
 #[derive(Clone, Copy, Default)]
 pub struct Refs {
-    /// token -> listener/stream table (weak values).
+    /// token -> listener/stream table, while the socket is open.
     pub objects: i32,
     /// timer id -> callback.
     pub timers: i32,
-    /// Shared metatable of listener and stream tables (`__gc` closes).
-    pub object_meta: i32,
     /// Runtime hook called with a quit signal number.
     pub on_signal: i32,
     /// Runtime hook called with the path of a changed file.
@@ -57,12 +53,8 @@ pub struct Refs {
 
 thread_local! {
     static HOST: RefCell<Option<Host>> = const { RefCell::new(None) };
-    static REFS: Cell<Refs> = const { Cell::new(Refs { objects: 0, timers: 0, object_meta: 0, on_signal: 0, on_file_changed: 0, on_stream_closed: 0 }) };
+    static REFS: Cell<Refs> = const { Cell::new(Refs { objects: 0, timers: 0, on_signal: 0, on_file_changed: 0, on_stream_closed: 0 }) };
     static IN_PASS: Cell<bool> = const { Cell::new(false) };
-    /// Table address -> token of listener and stream tables, for `__gc`.
-    static OBJECT_TOKENS: RefCell<HashMap<usize, Token>> = RefCell::new(HashMap::new());
-    /// Tokens whose tables were collected, to close at the next pass.
-    static COLLECTED: RefCell<Vec<Token>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Installs the host of this thread.
@@ -102,27 +94,4 @@ pub fn enter_pass() -> bool {
 /// Marks the loop as no longer running.
 pub fn leave_pass() {
     IN_PASS.with(|cell| cell.set(false));
-}
-
-/// Remembers which token a listener or stream table stands for.
-pub fn remember_object(address: *const c_void, token: Token) {
-    OBJECT_TOKENS.with(|map| map.borrow_mut().insert(address as usize, token));
-}
-
-/// Called from `__gc`: the table at `address` is garbage, so close its socket.
-pub fn object_collected(address: *const c_void) {
-    let token = OBJECT_TOKENS.with(|map| map.borrow_mut().remove(&(address as usize)));
-    if let Some(token) = token {
-        COLLECTED.with(|list| list.borrow_mut().push(token));
-    }
-}
-
-/// Tokens whose tables were collected since the last call.
-pub fn take_collected() -> Vec<Token> {
-    COLLECTED.with(|list| std::mem::take(&mut *list.borrow_mut()))
-}
-
-/// True when collected tables wait for their sockets to close.
-pub fn has_collected() -> bool {
-    COLLECTED.with(|list| !list.borrow().is_empty())
 }

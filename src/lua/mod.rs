@@ -125,13 +125,12 @@ unsafe fn run_entry(state: *mut lua_State, options: &Options) -> c_int {
 /// Creates the registry tables, the `luna` global and its aliases.
 unsafe fn install_module(state: *mut lua_State, options: &Options) {
     unsafe {
-        let (objects, object_meta) = objects::create_registry_tables(state);
+        let objects = objects::create_registry_table(state);
         ffi::lua_createtable(state, 0, 0);
         let timers = make_ref(state);
         host::set_refs(Refs {
             objects,
             timers,
-            object_meta,
             on_signal: ffi::LUA_REFNIL,
             on_file_changed: ffi::LUA_REFNIL,
             on_stream_closed: ffi::LUA_REFNIL,

@@ -2,56 +2,40 @@
 //!
 //! Each method closure carries its object's token (or manager index) as an
 //! upvalue, so `stream.call(...)` needs no `self`, and the table takes extra
-//! fields like any table. The core finds a socket's table through a weak
-//! registry table; a shared metatable's `__gc` closes a socket whose table
-//! became garbage.
+//! fields like any table. The core finds a socket's table through a registry
+//! table that holds it strongly until the socket closes: a socket lives until
+//! it is closed, whether or not the script still references it (the seeds
+//! closed collected objects, which silently cut live links in routers that
+//! kept only tokens).
 
 use std::ffi::c_int;
 
 use mlua::ffi::{self, lua_State};
 
-use super::host::{self, refs};
-use super::raw::{push_ref, push_str, set_functions, set_methods, set_raw_field};
+use super::host::refs;
+use super::raw::{push_ref, push_str, set_methods, set_raw_field};
 use super::sockets;
 use crate::net::{Framing, Token};
 
-/// Creates the registry tables the objects need; returns (objects, object_meta) slots.
-pub unsafe fn create_registry_tables(state: *mut lua_State) -> (c_int, c_int) {
+/// Creates the registry table of open sockets (token -> table); returns its slot.
+pub unsafe fn create_registry_table(state: *mut lua_State) -> c_int {
     unsafe {
-        // objects: token -> table, weak values so the script decides lifetimes.
         ffi::lua_createtable(state, 0, 0);
-        ffi::lua_createtable(state, 0, 1);
-        push_str(state, "v");
-        set_raw_field(state, -2, c"__mode");
-        ffi::lua_setmetatable(state, -2);
-        let objects = super::raw::make_ref(state);
-
-        ffi::lua_createtable(state, 0, 1);
-        set_functions(state, &[(c"__gc", object_gc)]);
-        let object_meta = super::raw::make_ref(state);
-        (objects, object_meta)
+        super::raw::make_ref(state)
     }
 }
 
-unsafe extern "C-unwind" fn object_gc(state: *mut lua_State) -> c_int {
-    host::object_collected(unsafe { ffi::lua_topointer(state, 1) });
-    0
-}
-
-/// Gives the table on top its metatable and makes it findable by token.
+/// Makes the table on top findable by token until its socket closes.
 unsafe fn register(state: *mut lua_State, token: Token) {
     unsafe {
-        push_ref(state, refs().object_meta);
-        ffi::lua_setmetatable(state, -2);
         push_ref(state, refs().objects);
         ffi::lua_pushvalue(state, -2);
         ffi::lua_rawseti(state, -2, token as i64);
         ffi::lua_pop(state, 1);
-        host::remember_object(ffi::lua_topointer(state, -1), token);
     }
 }
 
-/// Pushes the table of a token, or nil if it was collected; true if found.
+/// Pushes the table of a token, or nil once its socket closed; true if found.
 pub unsafe fn push_object(state: *mut lua_State, token: Token) -> bool {
     unsafe {
         push_ref(state, refs().objects);
@@ -61,7 +45,7 @@ pub unsafe fn push_object(state: *mut lua_State, token: Token) -> bool {
     }
 }
 
-/// Drops the core's weak link to a closed socket's table.
+/// Drops the core's link to a closed socket's table (it may be collected now).
 pub unsafe fn forget_object(state: *mut lua_State, token: Token) {
     unsafe {
         push_ref(state, refs().objects);

@@ -3,7 +3,7 @@
 //! A pass: wait on the poller (bounded by the next deadline) -> handle every
 //! ready socket (accept, connect, read and dispatch or forward frames) ->
 //! internal deadlines -> script timers -> quit signal -> settled file changes
-//! -> close sockets whose tables were collected -> flush every dirty stream.
+//! -> flush every dirty stream.
 
 use std::ffi::{CStr, c_int};
 use std::time::{Duration, Instant};
@@ -39,7 +39,6 @@ pub unsafe fn run_pass_or_raise(state: *mut lua_State, timeout: Option<Duration>
 }
 
 unsafe fn run_pass(state: *mut lua_State, timeout: Option<Duration>) -> usize {
-    close_collected();
     let ready = poll(timeout);
     let mut handled = ready.len();
     unsafe {
@@ -61,7 +60,6 @@ unsafe fn run_pass(state: *mut lua_State, timeout: Option<Duration>) -> usize {
         handled += run_timers(state);
         handled += deliver_quit_signal(state);
         handled += reload_changed_files(state);
-        close_collected();
         with_host(|host| host.net.flush_dirty());
         dispatch_notices(state);
     }
@@ -81,7 +79,7 @@ fn poll(timeout: Option<Duration>) -> Vec<Readiness> {
         for due in deadlines.into_iter().flatten() {
             deadline = Some(deadline.map_or(due, |d| d.min(due)));
         }
-        let busy = host.net.has_immediate_work() || host.quit.is_pending() || host::has_collected();
+        let busy = host.net.has_immediate_work() || host.quit.is_pending();
         let wait = if busy {
             Some(Duration::ZERO)
         } else {
@@ -97,12 +95,6 @@ fn poll(timeout: Option<Duration>) -> Vec<Readiness> {
         }
         ready
     })
-}
-
-fn close_collected() {
-    for token in host::take_collected() {
-        with_host(|host| host.net.close(token));
-    }
 }
 
 /// Reads a stream once and handles every complete frame.
@@ -250,9 +242,9 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
     unsafe {
         let top = ffi::lua_gettop(state);
         if !push_object(state, token) {
-            // The script let go of the stream: its table was collected, so it closes.
+            // Only open streams have input, and an open stream's table is registered.
             ffi::lua_settop(state, top);
-            with_host(|host| host.net.close(token));
+            log::warn(&format!("stream {token} has input but no table: message dropped"));
             return;
         }
         if !push_message_handler(state) {

@@ -13,8 +13,8 @@ use crate::codec::encode_args;
 use crate::codec::resp::encode_command;
 use crate::log;
 use crate::net::frame::{Kind, Mode, Route};
-use crate::net::{Framing, SendError, Token, errors};
-use crate::route::{hash_bytes, hash_integer, service_id};
+use crate::net::{Framing, Limits, SendError, Token, errors};
+use crate::route::{RouteError, hash_bytes, hash_integer, service_id};
 
 /// Default connect timeout when the script gives none.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +34,10 @@ pub const MANAGER_METHODS: Methods = &[
     (c"register", mgr_route),
     (c"set_master", mgr_set_master),
     (c"stats", mgr_stats),
+    (c"set_max_tracked_calls", mgr_set_max_tracked_calls),
+    (c"set_max_pending_input", mgr_set_max_pending_input),
+    (c"set_frame_timeout", mgr_set_frame_timeout),
+    (c"set_max_ids", mgr_set_max_ids),
 ];
 
 /// Methods of a listener table (upvalue: token).
@@ -212,17 +216,64 @@ unsafe extern "C-unwind" fn mgr_route(state: *mut lua_State) -> c_int {
         };
         let is_master = ffi::lua_toboolean(state, 3) != 0;
         let mgr = manager_index(state);
-        with_host(|host| {
-            if let Some(manager) = host.net.manager(mgr) {
-                manager.routes.set(id, token);
-                if is_master && let Some(token) = token {
-                    manager.routes.set_master(service_id::group(id), token);
+        let result = with_host(|host| {
+            let manager = host.net.manager(mgr).ok_or(errors::INVALID_PARAM)?;
+            match manager.routes.set_limited(id, token, manager.limits.max_ids) {
+                Ok(()) => {}
+                Err(RouteError::InvalidId) => return Err(errors::INVALID_PARAM),
+                Err(RouteError::TooManyIds) => {
+                    manager.stats.ids_refused += 1;
+                    return Err(errors::TOO_MANY_IDS);
                 }
             }
+            if is_master && let Some(token) = token {
+                manager.routes.set_master(service_id::group(id), token);
+            }
+            Ok(())
         });
+        if let Err(error) = result {
+            return push_fail(state, error);
+        }
         ffi::lua_pushboolean(state, 1);
     }
     1
+}
+
+/// Applies `apply(limits, n)` for a positive integer argument `n`.
+unsafe fn set_limit(state: *mut lua_State, apply: fn(&mut Limits, u64)) -> c_int {
+    unsafe {
+        let Some(value) = integer_arg(state, 1).filter(|&n| n >= 0) else {
+            return push_fail(state, errors::INVALID_PARAM);
+        };
+        let mgr = manager_index(state);
+        with_host(|host| host.net.manager(mgr).map(|m| apply(&mut m.limits, value as u64)));
+        ffi::lua_pushboolean(state, 1);
+    }
+    1
+}
+
+/// `mgr.set_max_tracked_calls(n)`: calls one connection may have tracked at once.
+unsafe extern "C-unwind" fn mgr_set_max_tracked_calls(state: *mut lua_State) -> c_int {
+    unsafe { set_limit(state, |limits, n| limits.max_tracked_calls = n as usize) }
+}
+
+/// `mgr.set_max_pending_input(bytes)`: unfinished-frame bytes over all streams.
+unsafe extern "C-unwind" fn mgr_set_max_pending_input(state: *mut lua_State) -> c_int {
+    unsafe { set_limit(state, |limits, n| limits.max_pending_input = n as usize) }
+}
+
+/// `mgr.set_frame_timeout(ms)`: how long a started frame may take; 0 = no limit.
+unsafe extern "C-unwind" fn mgr_set_frame_timeout(state: *mut lua_State) -> c_int {
+    unsafe {
+        set_limit(state, |limits, ms| {
+            limits.frame_timeout = (ms > 0).then(|| Duration::from_millis(ms))
+        })
+    }
+}
+
+/// `mgr.set_max_ids(n)`: service ids one stream may hold in the route table.
+unsafe extern "C-unwind" fn mgr_set_max_ids(state: *mut lua_State) -> c_int {
+    unsafe { set_limit(state, |limits, n| limits.max_ids = n as usize) }
 }
 
 unsafe extern "C-unwind" fn mgr_set_master(state: *mut lua_State) -> c_int {
@@ -245,9 +296,11 @@ unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
     let mgr = manager_index(state);
     let found = with_host(|host| {
         let tracked = host.net.inflight_calls();
-        host.net.manager(mgr).map(|m| (m.stats.clone(), m.open, tracked))
+        host.net
+            .manager(mgr)
+            .map(|m| (m.stats.clone(), m.open, tracked, m.pending_input))
     });
-    let Some((stats, open, tracked)) = found else {
+    let Some((stats, open, tracked, pending_input)) = found else {
         return unsafe { push_fail(state, errors::INVALID_PARAM) };
     };
     let fields = [
@@ -257,8 +310,13 @@ unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
         (c"bad_deliveries", stats.bad_deliveries),
         (c"refused", stats.refused),
         (c"unhandled", stats.unhandled),
+        (c"calls_refused", stats.calls_refused),
+        (c"recv_buffer_full", stats.recv_buffer_full),
+        (c"frame_timeouts", stats.frame_timeouts),
+        (c"ids_refused", stats.ids_refused),
         (c"open", open as u64),
         (c"tracked_calls", tracked as u64),
+        (c"pending_input", pending_input as u64),
     ];
     unsafe {
         ffi::lua_createtable(state, 0, fields.len() as c_int);

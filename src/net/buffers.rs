@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::frame::{self, Kind, Route};
 use super::stream::{Flushed, State, Stream};
-use super::{EARLY_FLUSH, Entry, NetCore, READ_CHUNK, SendError, Token, errors, index_of};
+use super::{EARLY_FLUSH, Entry, NetCore, NetTimer, READ_CHUNK, SendError, Token, errors, index_of, token_of};
+use crate::log;
 use crate::runtime::waiter::SHORT_READ_DRAINS;
 
 /// Bytes read from a stream, lent to the caller to cut frames from.
@@ -126,6 +127,108 @@ impl NetCore {
         }
     }
 
+    /// Keeps the unfinished frame `rest` as the stream's pending input:
+    /// counts it against the manager's cap and starts or stops the frame's
+    /// deadline. `frame_done` says a frame completed since the last call, so
+    /// `rest` is a new frame.
+    fn keep_input(&mut self, token: Token, rest: Vec<u8>, frame_done: bool) {
+        let now = Instant::now();
+        let Some((stream, manager)) = self.stream_and_manager(token) else {
+            return;
+        };
+        manager.pending_input = manager.pending_input - stream.accounted_input + rest.len();
+        stream.accounted_input = rest.len();
+        let over_cap = manager.pending_input > manager.limits.max_pending_input;
+        let frame_timeout = manager.limits.frame_timeout;
+        let mgr = stream.mgr;
+        if rest.is_empty() {
+            stream.frame_started = None;
+        } else if frame_done || stream.frame_started.is_none() {
+            stream.frame_started = Some(now);
+        }
+        let arm = match (frame_timeout, stream.frame_started, stream.frame_timer) {
+            (Some(timeout), Some(started), None) => Some(started + timeout),
+            _ => None,
+        };
+        stream.input = rest;
+        if let Some(due) = arm {
+            let timer = self.timers.add_at(due, None, NetTimer::Frame(token));
+            if let Some(stream) = self.stream(token) {
+                stream.frame_timer = Some(timer);
+            }
+        }
+        if over_cap {
+            self.shed_pending_input(mgr);
+        }
+    }
+
+    /// The manager holds more unfinished frames than its cap: closes the
+    /// streams holding the most until it is under the cap again.
+    fn shed_pending_input(&mut self, mgr: u32) {
+        loop {
+            let Some(manager) = self.managers.get(mgr as usize) else {
+                return;
+            };
+            if manager.pending_input <= manager.limits.max_pending_input {
+                return;
+            }
+            let cap = manager.limits.max_pending_input;
+            let biggest = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(index, slot)| match &slot.socket {
+                    Some(Entry::Stream(stream)) if stream.mgr == mgr && stream.accounted_input > 0 => {
+                        Some((stream.accounted_input, token_of(index as u32, slot.generation)))
+                    }
+                    _ => None,
+                })
+                .max();
+            let Some((bytes, token)) = biggest else { return };
+            let peer = self
+                .stream(token)
+                .map(|s| format!("{}:{}", s.ip, s.port))
+                .unwrap_or_default();
+            log::warn(&format!(
+                "closing stream {token} ({peer}): recv-buffer-full (it holds {bytes} bytes of an unfinished frame \
+                 and the manager's streams hold more than {cap} such bytes)"
+            ));
+            if let Some(manager) = self.managers.get_mut(mgr as usize) {
+                manager.stats.recv_buffer_full += 1;
+            }
+            self.fail(token, errors::RECV_BUFFER_FULL);
+        }
+    }
+
+    /// The frame deadline of a stream came: closes it if the same frame is still unfinished.
+    pub(super) fn check_frame_deadline(&mut self, token: Token, now: Instant) {
+        let Some((stream, manager)) = self.stream_and_manager(token) else {
+            return;
+        };
+        stream.frame_timer = None;
+        let (Some(started), Some(timeout)) = (stream.frame_started, manager.limits.frame_timeout) else {
+            return;
+        };
+        if stream.state != State::Open {
+            return;
+        }
+        if started + timeout > now {
+            let timer = self.timers.add_at(started + timeout, None, NetTimer::Frame(token));
+            if let Some(stream) = self.stream(token) {
+                stream.frame_timer = Some(timer);
+            }
+            return;
+        }
+        let (peer, bytes) = (format!("{}:{}", stream.ip, stream.port), stream.accounted_input);
+        manager.stats.frame_timeouts += 1;
+        log::warn(&format!(
+            "closing stream {token} ({peer}): timeout (a frame started {} ms ago is still unfinished, \
+             {bytes} bytes received)",
+            timeout.as_millis()
+        ));
+        self.fail(token, errors::TIMEOUT);
+    }
+
     /// Returns a buffer lent by [`NetCore::read`]; bytes past `consumed` stay pending.
     pub fn give_back_input(&mut self, token: Token, input: Input, consumed: usize) {
         let Input {
@@ -133,22 +236,18 @@ impl NetCore {
             from_scratch,
             more,
         } = input;
-        if from_scratch {
-            if let Some(stream) = self.stream(token)
-                && consumed < data.len()
-            {
-                stream.input.extend_from_slice(&data[consumed..]);
-            }
+        let rest = if from_scratch {
+            let rest = data.get(consumed..).map(<[u8]>::to_vec).unwrap_or_default();
             data.clear();
             self.scratch = data;
-        } else if let Some(stream) = self.stream(token) {
-            if consumed >= data.len() {
-                stream.input = Vec::new();
-            } else {
-                data.drain(..consumed);
-                stream.input = data;
-            }
-        }
+            rest
+        } else if consumed >= data.len() {
+            Vec::new()
+        } else {
+            data.drain(..consumed);
+            data
+        };
+        self.keep_input(token, rest, consumed > 0);
         if more && self.is_alive(token) {
             self.again.push(token);
         }

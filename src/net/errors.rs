@@ -20,3 +20,7 @@ pub const TOO_MANY_CONNECTION: &str = "too-many-connection";
 pub const INVALID_PARAM: &str = "invalid-param";
 /// The stream or listener is already closed.
 pub const CLOSED: &str = "closed";
+/// The manager's streams hold more unfinished frames than its cap; this one held the most.
+pub const RECV_BUFFER_FULL: &str = "recv-buffer-full";
+/// A stream asked to hold more service ids than the manager allows.
+pub const TOO_MANY_IDS: &str = "too-many-ids";

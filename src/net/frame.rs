@@ -87,6 +87,8 @@ pub enum ForwardFailure {
     SendBufferFull = 2,
     /// The receiver of a tracked call went away before answering.
     ConnectionLost = 3,
+    /// The caller has as many calls tracked by the router as it may.
+    TooManyCalls = 4,
 }
 
 impl ForwardFailure {
@@ -95,6 +97,7 @@ impl ForwardFailure {
             1 => ForwardFailure::NoRoute,
             2 => ForwardFailure::SendBufferFull,
             3 => ForwardFailure::ConnectionLost,
+            4 => ForwardFailure::TooManyCalls,
             _ => return None,
         })
     }
@@ -105,6 +108,7 @@ impl ForwardFailure {
             ForwardFailure::NoRoute => "no-route",
             ForwardFailure::SendBufferFull => "send-buffer-full",
             ForwardFailure::ConnectionLost => "connection-lost",
+            ForwardFailure::TooManyCalls => "too-many-calls",
         }
     }
 }

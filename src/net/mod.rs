@@ -6,6 +6,7 @@
 
 mod accept;
 mod buffers;
+pub mod calls;
 mod connect;
 pub mod errors;
 mod forward;
@@ -13,7 +14,7 @@ pub mod frame;
 pub mod resolver;
 pub mod stream;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ pub use crate::runtime::waiter::Readiness;
 use crate::runtime::waiter::register_edge;
 pub use accept::Listener;
 pub use buffers::{Input, ReadResult};
-use forward::Inflight;
+use calls::CallTracker;
 use frame::Body;
 use resolver::Resolver;
 pub use stream::Framing;
@@ -47,6 +48,10 @@ const CLOSE_FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 const EARLY_FLUSH: usize = 1 << 20;
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Default most bytes of unfinished frames a manager holds over all its streams.
+pub const DEFAULT_MAX_PENDING_INPUT: usize = 256 << 20;
+/// Default time a frame may take to arrive once it started.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Something the Lua layer must tell a script about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +81,38 @@ pub struct Stats {
     pub refused: u64,
     /// Messages dropped because the stream had no handler.
     pub unhandled: u64,
+    /// Tracked calls refused with `too-many-calls`.
+    pub calls_refused: u64,
+    /// Streams closed with `recv-buffer-full` (too many partial bytes on the manager).
+    pub recv_buffer_full: u64,
+    /// Streams closed because a frame did not complete within the frame timeout.
+    pub frame_timeouts: u64,
+    /// Route registrations refused with `too-many-ids`.
+    pub ids_refused: u64,
+}
+
+/// Bounds on what the peers of one manager can make it hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most calls one connection may have tracked by this router at once.
+    pub max_tracked_calls: usize,
+    /// Most bytes of unfinished frames over all streams of the manager.
+    pub max_pending_input: usize,
+    /// How long a frame may take to arrive once its first byte did (None: no limit).
+    pub frame_timeout: Option<Duration>,
+    /// Most service ids one stream may hold in the route table.
+    pub max_ids: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tracked_calls: calls::DEFAULT_MAX_PER_CALLER,
+            max_pending_input: DEFAULT_MAX_PENDING_INPUT,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
+            max_ids: crate::route::DEFAULT_MAX_IDS,
+        }
+    }
 }
 
 /// A socket manager: a limit, a package size, a route table and counters.
@@ -90,6 +127,10 @@ pub struct Manager {
     pub routes: RouteTable,
     /// Counters.
     pub stats: Stats,
+    /// Caps on what peers can make the manager hold.
+    pub limits: Limits,
+    /// Bytes of unfinished frames held by its streams now.
+    pub pending_input: usize,
 }
 
 enum Entry {
@@ -108,6 +149,7 @@ enum NetTimer {
     Deadline(Token),
     Idle(Token),
     AcceptRetry(Token),
+    Frame(Token),
 }
 
 /// What an event means for the Lua layer.
@@ -131,10 +173,8 @@ pub struct NetCore {
     scratch: Vec<u8>,
     resolver: Resolver,
     refused_logged_at: Option<Instant>,
-    /// Routed calls waiting for an answer, by (caller token, session).
-    inflight: HashMap<(Token, u32), Inflight>,
-    /// Tracked calls whose receiver went away, to report to their callers.
-    lost: Vec<forward::LostCall>,
+    /// Routed calls waiting for an answer.
+    calls: CallTracker,
     /// The "too many tracked calls" warning was logged and not yet cleared.
     tracking_full_logged: bool,
 }
@@ -162,8 +202,7 @@ impl NetCore {
             timers: Timers::new(),
             scratch: Vec::with_capacity(READ_CHUNK),
             refused_logged_at: None,
-            inflight: HashMap::new(),
-            lost: Vec::new(),
+            calls: CallTracker::new(),
             tracking_full_logged: false,
         }
     }
@@ -176,6 +215,8 @@ impl NetCore {
             package_size: DEFAULT_PACKAGE_SIZE,
             routes: RouteTable::new(),
             stats: Stats::default(),
+            limits: Limits::default(),
+            pending_input: 0,
         });
         (self.managers.len() - 1) as u32
     }
@@ -424,8 +465,14 @@ impl NetCore {
                 if let Some(socket) = &stream.socket {
                     let _ = self.poller.delete(socket);
                 }
-                for timer in [stream.idle_timer, stream.deadline_timer].into_iter().flatten() {
+                for timer in [stream.idle_timer, stream.deadline_timer, stream.frame_timer]
+                    .into_iter()
+                    .flatten()
+                {
                     self.timers.cancel(timer);
+                }
+                if let Some(manager) = self.managers.get_mut(stream.mgr as usize) {
+                    manager.pending_input = manager.pending_input.saturating_sub(stream.accounted_input);
                 }
                 stream.mgr
             }
@@ -434,7 +481,7 @@ impl NetCore {
         if let Some(manager) = self.managers.get_mut(mgr as usize) {
             manager.open = manager.open.saturating_sub(1);
         }
-        self.forget_calls_of(token);
+        self.calls.forget(token);
     }
 
     /// The next notice for the Lua layer.
@@ -535,6 +582,7 @@ impl NetCore {
                         self.accept_all(token);
                     }
                 }
+                NetTimer::Frame(token) => self.check_frame_deadline(token, now),
             }
         }
     }

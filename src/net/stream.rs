@@ -63,6 +63,12 @@ pub struct Stream {
     pub port: u16,
     /// Bytes of an unfinished frame.
     pub input: Vec<u8>,
+    /// The length of `input` as counted in the manager's pending input.
+    pub accounted_input: usize,
+    /// When the unfinished frame in `input` started to arrive.
+    pub frame_started: Option<Instant>,
+    /// The timer checking the frame deadline.
+    pub frame_timer: Option<TimerId>,
     output: Vec<u8>,
     out_pos: usize,
     /// A write hit EAGAIN: wait for the writable event before writing again.
@@ -97,6 +103,9 @@ impl Stream {
             ip,
             port,
             input: Vec::new(),
+            accounted_input: 0,
+            frame_started: None,
+            frame_timer: None,
             output: Vec::new(),
             out_pos: 0,
             write_blocked: false,

@@ -5,6 +5,8 @@
 
 pub mod service_id;
 
+use std::collections::HashMap;
+
 /// A stream's token as the route table sees it; 0 keeps a slot without a stream.
 pub type Token = u64;
 
@@ -13,6 +15,18 @@ pub const MAX_GROUP: u32 = 255;
 
 /// A node of a group: (service id, token).
 pub type Node = (u32, Token);
+
+/// Default most service ids one stream may hold.
+pub const DEFAULT_MAX_IDS: usize = 4096;
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteError {
+    /// Not a valid service id.
+    InvalidId,
+    /// The stream already holds as many ids as it may.
+    TooManyIds,
+}
 
 #[derive(Default, Clone)]
 struct Group {
@@ -40,6 +54,8 @@ impl Group {
 pub struct RouteTable {
     groups: Vec<Group>,
     rng_state: u64,
+    /// How many ids each non-zero token holds.
+    ids_per_token: HashMap<Token, usize>,
 }
 
 impl Default for RouteTable {
@@ -58,6 +74,7 @@ impl RouteTable {
         RouteTable {
             groups: vec![Group::default(); MAX_GROUP as usize + 1],
             rng_state: seed | 1,
+            ids_per_token: HashMap::new(),
         }
     }
 
@@ -68,15 +85,27 @@ impl RouteTable {
     /// Sets the token of a service (0 keeps its slot), or removes it with `None`.
     /// Returns false when the id is not a valid service id.
     pub fn set(&mut self, service_id: u32, token: Option<Token>) -> bool {
+        self.set_limited(service_id, token, usize::MAX).is_ok()
+    }
+
+    /// Like [`RouteTable::set`], refusing to give a stream more than `max_ids` ids.
+    pub fn set_limited(&mut self, service_id: u32, token: Option<Token>, max_ids: usize) -> Result<(), RouteError> {
         if !service_id::is_valid(service_id) {
-            return false;
+            return Err(RouteError::InvalidId);
         }
         let group = &mut self.groups[service_id::group(service_id) as usize];
         let found = group.nodes.binary_search_by_key(&service_id, |&(id, _)| id);
+        let old = found.ok().map(|at| group.nodes[at].1);
+        if let Some(new) = token
+            && new != 0
+            && old != Some(new)
+            && self.ids_per_token.get(&new).copied().unwrap_or(0) >= max_ids
+        {
+            return Err(RouteError::TooManyIds);
+        }
         match (found, token) {
             (Ok(at), Some(token)) => {
-                let old = group.nodes[at].1;
-                if old != token && group.master == old {
+                if token != old.unwrap_or(0) && group.master == old.unwrap_or(0) {
                     group.master = 0;
                 }
                 group.nodes[at].1 = token;
@@ -90,7 +119,23 @@ impl RouteTable {
             }
             (Err(_), None) => {}
         }
-        true
+        if let Some(old) = old.filter(|&t| t != 0)
+            && let Some(count) = self.ids_per_token.get_mut(&old)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.ids_per_token.remove(&old);
+            }
+        }
+        if let Some(new) = token.filter(|&t| t != 0) {
+            *self.ids_per_token.entry(new).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    /// How many service ids a stream holds.
+    pub fn ids_of(&self, token: Token) -> usize {
+        self.ids_per_token.get(&token).copied().unwrap_or(0)
     }
 
     /// Sets the explicit master of a group; 0 clears it. False for a bad group.
@@ -259,6 +304,24 @@ mod tests {
         assert_eq!(t.target(make(3, 8)), None);
         assert_eq!(t.target(make(3, 9)), None);
         assert_eq!(t.nodes(3), &[(make(3, 7), 5), (make(3, 8), 0)]);
+    }
+
+    #[test]
+    fn ids_per_stream_are_capped_and_counted() {
+        let mut t = RouteTable::new();
+        assert_eq!(t.set_limited(make(2, 1), Some(7), 2), Ok(()));
+        assert_eq!(t.set_limited(make(2, 2), Some(7), 2), Ok(()));
+        assert_eq!(t.set_limited(make(2, 3), Some(7), 2), Err(RouteError::TooManyIds));
+        // Re-registering an id it holds is no new id.
+        assert_eq!(t.set_limited(make(2, 2), Some(7), 2), Ok(()));
+        assert_eq!(t.ids_of(7), 2);
+        t.set(make(2, 1), Some(0));
+        assert_eq!(t.ids_of(7), 1);
+        assert_eq!(t.set_limited(make(2, 3), Some(7), 2), Ok(()));
+        t.set(make(2, 2), None);
+        t.set(make(2, 3), Some(8));
+        assert_eq!((t.ids_of(7), t.ids_of(8)), (0, 1));
+        assert_eq!(t.set_limited(0, Some(7), 2), Err(RouteError::InvalidId));
     }
 
     #[test]
