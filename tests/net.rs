@@ -485,7 +485,12 @@ fn malformed_input_closes_only_that_stream() {
             "error package-too-large",
         ),
         ("zero length", vec![0, 0, 0, 0], "error bad-package"),
-        ("unknown kind", frame(9, &[0x90]), "error bad-package"),
+        ("unknown kind", frame(99, &[0x90]), "error bad-package"),
+        (
+            "a secret handshake on a link without one",
+            frame(7, &[1, 1]),
+            "error auth-failed",
+        ),
         ("not msgpack", frame(1, &[0xc1, 0xc1]), "error bad-package"),
         (
             "truncated msgpack",

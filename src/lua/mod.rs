@@ -8,6 +8,7 @@ mod objects;
 mod pass;
 mod raw;
 mod runtime_files;
+mod security_options;
 mod sockets;
 
 use std::ffi::{CString, c_int};

@@ -15,6 +15,7 @@ use super::objects::{forget_object, push_object, push_stream};
 use super::raw::{pcall_logged, push_ref, push_str, raise, raw_field};
 use crate::codec::{decode_args, resp};
 use crate::log;
+use crate::net::frame::PREFIX_LEN;
 use crate::net::frame::{Body, ForwardFailure, Mode, Route};
 use crate::net::{EventAction, Framing, Notice, ReadResult, Readiness, Token, errors, next_frame};
 
@@ -102,6 +103,8 @@ unsafe fn read_and_dispatch(state: *mut lua_State, token: Token) {
     let ReadResult::Data(input) = with_host(|host| host.net.read(token)) else {
         return;
     };
+    // A TLS link may have become secured by this read: announce it before its frames.
+    unsafe { dispatch_notices(state) };
     let (package_size, framing) = with_host(|host| (host.net.package_size_of(token), host.net.framing_of(token)));
     if framing == Framing::Resp {
         let consumed = unsafe { dispatch_replies(state, token, &input.data, package_size) };
@@ -109,11 +112,25 @@ unsafe fn read_and_dispatch(state: *mut lua_State, token: Token) {
         return;
     }
     let mut consumed = 0;
+    let mut securing = with_host(|host| host.net.is_securing(token));
     while consumed < input.data.len() {
         match next_frame(&input.data[consumed..], package_size) {
             Ok(None) => break,
             Ok(Some((body, len))) => {
                 consumed += len;
+                if securing {
+                    // Until the link is secured its frames are the core's handshake.
+                    let raw = &input.data[consumed - len + PREFIX_LEN..consumed];
+                    securing = with_host(|host| host.net.handshake_frame(token, raw));
+                    if !with_host(|host| host.net.is_open(token)) {
+                        break;
+                    }
+                    if !securing {
+                        // Secured: on_accept/on_connect run before the frames that follow.
+                        unsafe { dispatch_notices(state) };
+                    }
+                    continue;
+                }
                 unsafe { handle_frame(state, token, body) };
                 // A stream the script closed (or that failed) takes no more input.
                 if !with_host(|host| host.net.is_open(token)) {
@@ -122,7 +139,14 @@ unsafe fn read_and_dispatch(state: *mut lua_State, token: Token) {
             }
             Err(error) => {
                 let peer = peer_name(token);
-                log::warn(&format!("closing stream {token} ({peer}): it sent a {error}"));
+                // 0x16/0x15 0x03: a TLS handshake or alert record where a frame length should be.
+                let tls_record = matches!(input.data.get(..2), Some([0x15 | 0x16, 0x03]));
+                let hint = if consumed == 0 && tls_record {
+                    " (these are TLS bytes: the peer speaks TLS and this link does not)"
+                } else {
+                    ""
+                };
+                log::warn(&format!("closing stream {token} ({peer}): it sent a {error}{hint}"));
                 with_host(|host| {
                     host.net.count(token, |stats| stats.bad_packages += 1);
                     host.net.fail(token, error.code());
@@ -198,6 +222,7 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
                 dispatch_forward_error(state, token, failure, &route, payload)
             }
             Body::Cancel(session) => with_host(|host| host.net.cancel_call(token, session)),
+            Body::Handshake(_) => with_host(|host| host.net.unexpected_handshake(token)),
             Body::Routed(session, ids) => {
                 let handled = call_handler(state, token, c"on_broadcast_targets", &|| {
                     ffi::lua_pushinteger(state, i64::from(session));
@@ -383,10 +408,16 @@ unsafe fn dispatch_notices(state: *mut lua_State) {
                     });
                     call_handler(state, token, c"on_connected", &|| 0);
                 }
-                Notice::ConnectFailed(token, error) => {
+                Notice::ConnectFailed(token, error, detail) => {
                     let push_error = || {
                         push_str(state, error);
-                        1
+                        match &detail {
+                            Some(detail) => {
+                                push_str(state, detail);
+                                2
+                            }
+                            None => 1,
+                        }
                     };
                     stream_closed(state, token, error);
                     if !call_handler(state, token, c"on_connect", &push_error)

@@ -20,6 +20,15 @@ pub unsafe fn push_fail(state: *mut lua_State, message: &str) -> c_int {
     2
 }
 
+/// Pushes `nil, error, detail` (what exactly was wrong); returns 3.
+pub unsafe fn push_fail_detail(state: *mut lua_State, error: &str, detail: &str) -> c_int {
+    unsafe {
+        push_fail(state, error);
+        push_str(state, detail);
+    }
+    3
+}
+
 /// The bytes of a string argument (numbers are not converted).
 pub unsafe fn string_arg<'a>(state: *mut lua_State, index: c_int) -> Option<&'a [u8]> {
     unsafe {

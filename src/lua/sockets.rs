@@ -8,7 +8,8 @@ use mlua::ffi::{self, lua_State};
 use super::host::with_host;
 use super::objects::{forget_object, push_listener, push_manager, push_stream};
 use super::pass;
-use super::raw::{integer_arg, push_fail, push_str, str_arg, string_arg, upvalue_integer};
+use super::raw::{integer_arg, push_fail, push_fail_detail, raw_field, str_arg, string_arg, upvalue_integer};
+use super::security_options::{Side, security_arg};
 use crate::codec::encode_args;
 use crate::codec::resp::encode_command;
 use crate::log;
@@ -116,15 +117,42 @@ unsafe fn port_arg(state: *mut lua_State, index: c_int) -> Option<u16> {
     unsafe { integer_arg(state, index) }.and_then(|port| u16::try_from(port).ok())
 }
 
+/// `mgr.listen(ip, port[, backlog | options])`: options = { backlog, secret, tls = {...}, handshake_timeout_ms }.
 unsafe extern "C-unwind" fn mgr_listen(state: *mut lua_State) -> c_int {
     unsafe {
-        let (Some(ip), Some(port)) = (str_arg(state, 1), port_arg(state, 2)) else {
-            return push_fail(state, errors::INVALID_PARAM);
+        let Some(ip) = str_arg(state, 1) else {
+            return push_fail_detail(
+                state,
+                errors::INVALID_PARAM,
+                "ip (argument #1) must be an address string",
+            );
         };
-        let backlog = integer_arg(state, 3).unwrap_or(1024).clamp(1, i64::from(i32::MAX)) as i32;
+        let Some(port) = port_arg(state, 2) else {
+            return push_fail_detail(
+                state,
+                errors::INVALID_PARAM,
+                "port (argument #2) must be an integer 0-65535",
+            );
+        };
+        let security = match security_arg(state, 3, Side::Listen) {
+            Ok(security) => security,
+            Err(why) => {
+                return push_fail_detail(state, errors::INVALID_PARAM, &format!("options (argument #3): {why}"));
+            }
+        };
+        let backlog = match ffi::lua_type(state, 3) {
+            ffi::LUA_TTABLE => {
+                let backlog = raw_field(state, 3, c"backlog");
+                let value = integer_arg(state, -1);
+                ffi::lua_pop(state, 1);
+                if backlog == ffi::LUA_TNIL { None } else { value }
+            }
+            _ => integer_arg(state, 3),
+        };
+        let backlog = backlog.unwrap_or(1024).clamp(1, i64::from(i32::MAX)) as i32;
         let mgr = manager_index(state);
         let result = with_host(|host| {
-            let token = host.net.listen(mgr, ip, port, backlog)?;
+            let token = host.net.listen(mgr, ip, port, backlog, security)?;
             let listener = host.net.listener(token).expect("just opened");
             Ok::<_, String>((token, listener.ip.clone(), listener.port))
         });
@@ -135,9 +163,7 @@ unsafe extern "C-unwind" fn mgr_listen(state: *mut lua_State) -> c_int {
             }
             Err(error) => {
                 log::warn(&format!("listen on {ip}:{port} failed: {error}"));
-                push_fail(state, errors::ADDR_ERROR);
-                push_str(state, &error);
-                return 3;
+                return push_fail_detail(state, errors::ADDR_ERROR, &error);
             }
         }
     }
@@ -148,25 +174,44 @@ unsafe extern "C-unwind" fn mgr_connect(state: *mut lua_State) -> c_int {
     unsafe { connect(state, Framing::Luna) }
 }
 
-/// `mgr.connect_redis(host, port, timeout_ms)`: a stream that sends commands
+/// `mgr.connect_redis(host, port, timeout_ms[, options])`: a stream that sends commands
 /// (`stream.command(...)`) and receives replies (`on_reply(value, err)`).
 unsafe extern "C-unwind" fn mgr_connect_redis(state: *mut lua_State) -> c_int {
     unsafe { connect(state, Framing::Resp) }
 }
 
+/// `mgr.connect(host, port, timeout_ms[, options])`.
 unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
     unsafe {
-        let (Some(host_name), Some(port)) = (str_arg(state, 1), port_arg(state, 2)) else {
-            return push_fail(state, errors::INVALID_PARAM);
+        let Some(host_name) = str_arg(state, 1) else {
+            return push_fail_detail(state, errors::INVALID_PARAM, "host (argument #1) must be a string");
+        };
+        let Some(port) = port_arg(state, 2) else {
+            return push_fail_detail(
+                state,
+                errors::INVALID_PARAM,
+                "port (argument #2) must be an integer 0-65535",
+            );
         };
         let timeout = match timeout_arg(state, 3) {
             Some(timeout) if !timeout.is_zero() => timeout,
             _ => DEFAULT_CONNECT_TIMEOUT,
         };
+        let security = match security_arg(state, 4, Side::Connect(host_name)) {
+            Ok(security) => security,
+            Err(why) => {
+                return push_fail_detail(state, errors::INVALID_PARAM, &format!("options (argument #4): {why}"));
+            }
+        };
         let mgr = manager_index(state);
-        match with_host(|host| host.net.connect(mgr, host_name, port, timeout, framing)) {
+        let connected = with_host(|host| {
+            host.net
+                .connect(mgr, host_name, port, timeout, framing, security.as_deref())
+        });
+        match connected {
             Ok(token) => push_stream(state, token, host_name, port, framing),
-            Err(error) => return push_fail(state, error),
+            Err((error, Some(detail))) => return push_fail_detail(state, error, &detail),
+            Err((error, None)) => return push_fail(state, error),
         }
     }
     1
@@ -314,6 +359,8 @@ unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
         (c"recv_buffer_full", stats.recv_buffer_full),
         (c"frame_timeouts", stats.frame_timeouts),
         (c"ids_refused", stats.ids_refused),
+        (c"auth_failed", stats.auth_failed),
+        (c"tls_failed", stats.tls_failed),
         (c"open", open as u64),
         (c"tracked_calls", tracked as u64),
         (c"pending_input", pending_input as u64),

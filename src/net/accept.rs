@@ -2,10 +2,12 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::secure::Security;
 use super::stream::{State, Stream};
 use super::{ACCEPT_RETRY, Entry, NetCore, NetTimer, Notice, Token, errors, index_of};
 use crate::log;
@@ -19,11 +21,20 @@ pub struct Listener {
     pub ip: String,
     /// Bound port (the real one when 0 was asked for).
     pub port: u16,
+    /// How accepted links are secured (TLS, secret) before the script sees them.
+    pub security: Option<Arc<Security>>,
 }
 
 impl NetCore {
     /// Binds and listens; the listener accepts until drained on each event.
-    pub fn listen(&mut self, mgr: u32, ip: &str, port: u16, backlog: i32) -> Result<Token, String> {
+    pub fn listen(
+        &mut self,
+        mgr: u32,
+        ip: &str,
+        port: u16,
+        backlog: i32,
+        security: Option<Arc<Security>>,
+    ) -> Result<Token, String> {
         self.has_room(mgr).map_err(String::from)?;
         let ip_addr: IpAddr = ip.parse().map_err(|_| errors::ADDR_ERROR.to_string())?;
         let addr = SocketAddr::new(ip_addr, port);
@@ -40,6 +51,7 @@ impl NetCore {
             socket,
             ip: bound.ip().to_string(),
             port: bound.port(),
+            security: security.filter(|s| s.is_needed()),
         }));
         let registered = match self.slot(token) {
             Some(Entry::Listener(listener)) => self.register(&listener.socket, index_of(token)),
@@ -59,6 +71,7 @@ impl NetCore {
                 return;
             };
             let mgr = listener.mgr;
+            let security = listener.security.clone();
             let (socket, peer) = match listener.socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -91,7 +104,13 @@ impl NetCore {
                 continue;
             }
             let _ = socket.set_nodelay(true);
-            let stream = Stream::new(mgr, State::Open, None, peer.ip().to_string(), peer.port());
+            let mut stream = Stream::new(mgr, State::Open, None, peer.ip().to_string(), peer.port());
+            if let Some(security) = &security
+                && let Err(error) = Self::prepare_securing(&mut stream, security, Some(listener_token))
+            {
+                log::error(&format!("cannot secure a link from {peer}: {error}"));
+                continue;
+            }
             let token = self.insert(Entry::Stream(stream));
             if self.register(&socket, index_of(token)).is_err() {
                 self.release(token);
@@ -101,10 +120,14 @@ impl NetCore {
                 stream.socket = Some(socket);
             }
             self.managers[mgr as usize].open += 1;
-            self.notices.push_back(Notice::Accepted {
-                listener: listener_token,
-                stream: token,
-            });
+            if security.is_some() {
+                self.begin_securing(token); // announced once secured
+            } else {
+                self.notices.push_back(Notice::Accepted {
+                    listener: listener_token,
+                    stream: token,
+                });
+            }
         }
     }
 

@@ -51,6 +51,9 @@ impl NetCore {
         let Some(stream) = self.stream(token) else {
             return ReadResult::Closed;
         };
+        if stream.tls.is_some() {
+            return self.read_tls(token, data, from_scratch);
+        }
         // Read a whole large frame in one go once its length is known.
         let want = match frame::declared_len(&data) {
             Some(body) if !from_scratch => (frame::PREFIX_LEN + body).saturating_sub(data.len()).max(READ_CHUNK),
@@ -61,7 +64,7 @@ impl NetCore {
         match result {
             Ok(0) => {
                 self.put_back(token, data, from_scratch);
-                self.peer_closed(token);
+                self.end_of_input(token);
                 ReadResult::Closed
             }
             Ok(received) => {
@@ -86,6 +89,87 @@ impl NetCore {
                 self.fail(token, errors::CONNECTION_LOST);
                 ReadResult::Closed
             }
+        }
+    }
+
+    /// Reads a TLS stream once: the raw bytes go through its session, the
+    /// plaintext they carry is appended to `data`.
+    fn read_tls(&mut self, token: Token, mut data: Vec<u8>, from_scratch: bool) -> ReadResult {
+        let mut raw = std::mem::take(&mut self.tls_scratch);
+        raw.clear();
+        let Some(stream) = self.stream(token) else {
+            return ReadResult::Closed;
+        };
+        let result = stream.recv_into(&mut raw, READ_CHUNK);
+        let outcome = match (&result, stream.tls.as_mut()) {
+            (Ok(received), Some(tls)) if *received > 0 => Some(tls.receive(&raw, &mut data)),
+            _ => None,
+        };
+        let filled = matches!(result, Ok(received) if received == raw.capacity());
+        raw.clear();
+        self.tls_scratch = raw;
+        match (result, outcome) {
+            (Ok(_), Some(Ok(closed))) => {
+                let Some(stream) = self.stream(token) else {
+                    return ReadResult::Closed;
+                };
+                stream.last_recv = Instant::now();
+                // After close_notify only the end of file can follow: read until it shows.
+                stream.peer_done |= closed;
+                let more = filled || !SHORT_READ_DRAINS || stream.peer_done;
+                let securing = stream.secure.is_some();
+                if stream.has_output() {
+                    self.mark_dirty(token); // handshake records, or output that waited for them
+                }
+                if securing {
+                    self.advance_securing(token);
+                }
+                ReadResult::Data(Input {
+                    data,
+                    from_scratch,
+                    more,
+                })
+            }
+            (Ok(_), Some(Err(why))) => {
+                self.put_back(token, data, from_scratch);
+                if let Some(stream) = self.stream(token) {
+                    let _ = stream.flush(); // best effort: the alert that tells the peer why
+                }
+                if self.is_securing(token) {
+                    self.securing_failed(token, errors::TLS_FAILED, &why);
+                } else {
+                    log::warn(&format!(
+                        "closing stream {token} ({}): tls-failed ({why})",
+                        self.peer_of(token)
+                    ));
+                    self.count(token, |stats| stats.tls_failed += 1);
+                    self.fail_with(token, errors::TLS_FAILED, Some(why));
+                }
+                ReadResult::Closed
+            }
+            (Ok(_), None) => {
+                self.put_back(token, data, from_scratch);
+                self.end_of_input(token);
+                ReadResult::Closed
+            }
+            (Err(e), _) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                self.put_back(token, data, from_scratch);
+                ReadResult::Drained
+            }
+            (Err(_), _) => {
+                self.put_back(token, data, from_scratch);
+                self.fail(token, errors::CONNECTION_LOST);
+                ReadResult::Closed
+            }
+        }
+    }
+
+    /// The peer's end of file.
+    fn end_of_input(&mut self, token: Token) {
+        if self.is_securing(token) {
+            self.closed_while_securing(token);
+        } else {
+            self.peer_closed(token);
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::secure::Security;
 use super::stream::{Framing, State, Stream};
 use super::{Entry, NetCore, NetTimer, Notice, Token, errors, index_of};
 
@@ -18,13 +19,17 @@ impl NetCore {
         port: u16,
         timeout: Duration,
         framing: Framing,
-    ) -> Result<Token, &'static str> {
-        self.has_room(mgr)?;
+        security: Option<&Security>,
+    ) -> Result<Token, (&'static str, Option<String>)> {
+        self.has_room(mgr).map_err(|e| (e, None))?;
         if host.is_empty() {
-            return Err(errors::INVALID_PARAM);
+            return Err((errors::INVALID_PARAM, Some("the host is empty".into())));
         }
         let mut stream = Stream::new(mgr, State::Resolving, None, host.to_string(), port);
         stream.framing = framing;
+        if let Some(security) = security.filter(|s| s.is_needed()) {
+            Self::prepare_securing(&mut stream, security, None).map_err(|e| (errors::INVALID_PARAM, Some(e)))?;
+        }
         let token = self.insert(Entry::Stream(stream));
         self.managers[mgr as usize].open += 1;
         let timer = self
@@ -53,10 +58,10 @@ impl NetCore {
         })();
         let socket = match attempt {
             Ok(socket) => socket,
-            Err(_) => return self.fail(token, errors::CONNECT_FAILED),
+            Err(error) => return self.fail_with(token, errors::CONNECT_FAILED, Some(error.to_string())),
         };
-        if self.register(&socket, index_of(token)).is_err() {
-            return self.fail(token, errors::CONNECT_FAILED);
+        if let Err(error) = self.register(&socket, index_of(token)) {
+            return self.fail_with(token, errors::CONNECT_FAILED, Some(error.to_string()));
         }
         if let Some(stream) = self.stream(token) {
             stream.socket = Some(socket);
@@ -67,9 +72,13 @@ impl NetCore {
     pub(super) fn finish_connect(&mut self, token: Token) {
         let Some(stream) = self.stream(token) else { return };
         let Some(socket) = &stream.socket else { return };
-        let connected = matches!(socket.take_error(), Ok(None)) && socket.peer_addr().is_ok();
-        if !connected {
-            return self.fail(token, errors::CONNECT_FAILED);
+        let failure = match (socket.take_error(), socket.peer_addr()) {
+            (Ok(None), Ok(_)) => None,
+            (Ok(Some(error)) | Err(error), _) => Some(error.to_string()),
+            (Ok(None), Err(error)) => Some(error.to_string()),
+        };
+        if let Some(why) = failure {
+            return self.fail_with(token, errors::CONNECT_FAILED, Some(why));
         }
         let _ = socket.set_nodelay(stream.nodelay);
         if let Ok(peer) = socket.peer_addr() {
@@ -79,8 +88,12 @@ impl NetCore {
         stream.last_recv = Instant::now();
         let deadline = stream.deadline_timer.take();
         let wants_flush = stream.unsent() > 0;
+        let securing = stream.secure.is_some();
         if let Some(timer) = deadline {
             self.timers.cancel(timer);
+        }
+        if securing {
+            return self.begin_securing(token); // on_connect("ok") once secured
         }
         self.notices.push_back(Notice::Connected(token));
         if wants_flush {
@@ -95,9 +108,10 @@ impl NetCore {
             if !resolving {
                 continue;
             }
-            match result.ok().and_then(|addrs| addrs.into_iter().next()) {
-                Some(addr) => self.start_connect(token, addr),
-                None => self.fail(token, errors::ADDR_ERROR),
+            match result.map(|addrs| addrs.into_iter().next()) {
+                Ok(Some(addr)) => self.start_connect(token, addr),
+                Ok(None) => self.fail_with(token, errors::ADDR_ERROR, Some("the name has no address".into())),
+                Err(error) => self.fail_with(token, errors::ADDR_ERROR, Some(error.to_string())),
             }
         }
     }

@@ -24,3 +24,7 @@ pub const CLOSED: &str = "closed";
 pub const RECV_BUFFER_FULL: &str = "recv-buffer-full";
 /// A stream asked to hold more service ids than the manager allows.
 pub const TOO_MANY_IDS: &str = "too-many-ids";
+/// The peer did not prove the cluster secret (or refused ours) in time.
+pub const AUTH_FAILED: &str = "auth-failed";
+/// The TLS handshake or session failed (bad certificate, wrong CA, plaintext peer...).
+pub const TLS_FAILED: &str = "tls-failed";

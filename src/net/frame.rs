@@ -28,6 +28,12 @@ pub enum Kind {
     Cancel = 5,
     /// A router's list of the services a tracked broadcast reached.
     Routed = 6,
+    /// Secret handshake: version, role and a fresh nonce.
+    Hello = 7,
+    /// Secret handshake: the sender's HMAC over both nonces.
+    Proof = 8,
+    /// Secret handshake: the peer was refused, with a reason.
+    AuthFailed = 9,
 }
 
 /// How a router picks the receivers of a forward.
@@ -143,6 +149,8 @@ pub enum Body<'a> {
     Cancel(u32),
     /// The service ids (4 bytes each) a tracked broadcast reached.
     Routed(u32, &'a [u8]),
+    /// A frame of the secret handshake (the whole body, kind byte first).
+    Handshake(&'a [u8]),
 }
 
 /// Why bytes from a peer are not a frame.
@@ -223,6 +231,7 @@ pub fn parse_body(body: &[u8]) -> Result<Body<'_>, FrameError> {
             }
             Ok(Body::Routed(session, ids))
         }
+        k if (Kind::Hello as u8..=Kind::AuthFailed as u8).contains(&k) => Ok(Body::Handshake(body)),
         _ => Err(FrameError::Bad("unknown frame kind")),
     }
 }

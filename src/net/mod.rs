@@ -12,6 +12,8 @@ pub mod errors;
 mod forward;
 pub mod frame;
 pub mod resolver;
+pub mod secure;
+mod securing;
 pub mod stream;
 
 use std::collections::VecDeque;
@@ -60,8 +62,8 @@ pub enum Notice {
     Accepted { listener: Token, stream: Token },
     /// A connect finished.
     Connected(Token),
-    /// A connect failed; the stream is gone.
-    ConnectFailed(Token, &'static str),
+    /// A connect failed (error, and what the system or the peer said); the stream is gone.
+    ConnectFailed(Token, &'static str, Option<String>),
     /// An open stream failed; it is gone.
     Closed(Token, &'static str),
 }
@@ -89,6 +91,10 @@ pub struct Stats {
     pub frame_timeouts: u64,
     /// Route registrations refused with `too-many-ids`.
     pub ids_refused: u64,
+    /// Links closed because the secret handshake failed or came too late.
+    pub auth_failed: u64,
+    /// Links closed because TLS failed.
+    pub tls_failed: u64,
 }
 
 /// Bounds on what the peers of one manager can make it hold.
@@ -150,6 +156,7 @@ enum NetTimer {
     Idle(Token),
     AcceptRetry(Token),
     Frame(Token),
+    Secure(Token),
 }
 
 /// What an event means for the Lua layer.
@@ -171,6 +178,8 @@ pub struct NetCore {
     notices: VecDeque<Notice>,
     timers: Timers<NetTimer>,
     scratch: Vec<u8>,
+    /// Raw bytes of TLS streams, before decryption.
+    tls_scratch: Vec<u8>,
     resolver: Resolver,
     refused_logged_at: Option<Instant>,
     /// Routed calls waiting for an answer.
@@ -201,6 +210,7 @@ impl NetCore {
             notices: VecDeque::new(),
             timers: Timers::new(),
             scratch: Vec::with_capacity(READ_CHUNK),
+            tls_scratch: Vec::new(),
             refused_logged_at: None,
             calls: CallTracker::new(),
             tracking_full_logged: false,
@@ -392,8 +402,15 @@ impl NetCore {
     /// Closes a listener or stream at the script's request: a stream first
     /// flushes what it queued (bounded by a deadline). No notice follows.
     pub fn close(&mut self, token: Token) -> bool {
+        if let Some(Entry::Stream(stream)) = self.slot_mut(token)
+            && stream.state == State::Open
+            && stream.secure.is_none()
+            && let Some(tls) = stream.tls.as_mut()
+        {
+            tls.close(); // close_notify, written by the closing flush
+        }
         match self.slot_mut(token) {
-            Some(Entry::Stream(stream)) if stream.state == State::Open && stream.unsent() > 0 => {
+            Some(Entry::Stream(stream)) if stream.state == State::Open && stream.has_output() => {
                 stream.state = State::Closing;
                 let old = stream.deadline_timer.take();
                 if let Some(old) = old {
@@ -419,10 +436,10 @@ impl NetCore {
 
     /// The peer finished sending. Output still queued (replies to what it
     /// sent) is flushed before closing, as a peer that half-closed may still read.
-    fn peer_closed(&mut self, token: Token) {
+    pub(super) fn peer_closed(&mut self, token: Token) {
         let pending = self
             .stream(token)
-            .is_some_and(|s| s.state == State::Open && s.unsent() > 0);
+            .is_some_and(|s| s.state == State::Open && s.secure.is_none() && s.has_output());
         if !pending {
             return self.fail(token, errors::CONNECTION_LOST);
         }
@@ -432,19 +449,26 @@ impl NetCore {
 
     /// Closes a stream on error and queues the notice for its script.
     pub fn fail(&mut self, token: Token, error: &'static str) {
+        self.fail_with(token, error, None);
+    }
+
+    /// Closes a stream on error, with what the system or the peer said, and
+    /// queues the notice for its script: a connection that never became
+    /// usable fails its connect; a link accepted but never secured was never
+    /// shown to the script, so it just goes.
+    pub fn fail_with(&mut self, token: Token, error: &'static str, detail: Option<String>) {
         let Some(Entry::Stream(stream)) = self.slot(token) else {
             return;
         };
-        let notice = match stream.state {
-            State::Resolving | State::Connecting => Notice::ConnectFailed(token, error),
-            State::Open => Notice::Closed(token, error),
-            State::Closing => {
-                self.release(token);
-                return;
-            }
+        let notice = match (stream.state, &stream.secure) {
+            (State::Resolving | State::Connecting, _) => Some(Notice::ConnectFailed(token, error, detail)),
+            (State::Open, Some(securing)) if securing.accepted_by.is_some() => None,
+            (State::Open, Some(_)) => Some(Notice::ConnectFailed(token, error, detail)),
+            (State::Open, None) => Some(Notice::Closed(token, error)),
+            (State::Closing, _) => None,
         };
         self.release(token);
-        self.notices.push_back(notice);
+        self.notices.extend(notice);
     }
 
     fn release(&mut self, token: Token) {
@@ -465,9 +489,15 @@ impl NetCore {
                 if let Some(socket) = &stream.socket {
                     let _ = self.poller.delete(socket);
                 }
-                for timer in [stream.idle_timer, stream.deadline_timer, stream.frame_timer]
-                    .into_iter()
-                    .flatten()
+                let secure_timer = stream.secure.as_ref().and_then(|s| s.timer);
+                for timer in [
+                    stream.idle_timer,
+                    stream.deadline_timer,
+                    stream.frame_timer,
+                    secure_timer,
+                ]
+                .into_iter()
+                .flatten()
                 {
                     self.timers.cancel(timer);
                 }
@@ -583,6 +613,7 @@ impl NetCore {
                     }
                 }
                 NetTimer::Frame(token) => self.check_frame_deadline(token, now),
+                NetTimer::Secure(token) => self.handshake_timed_out(token),
             }
         }
     }

@@ -10,6 +10,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::errors;
+use super::secure::Securing;
+use super::secure::tls::TlsSession;
 use crate::runtime::timers::TimerId;
 
 /// Default limit of unsent output per stream.
@@ -91,6 +93,13 @@ pub struct Stream {
     pub framing: Framing,
     /// The poller reported the peer's end of file: read until it shows.
     pub peer_done: bool,
+    /// The link's handshakes, while it is being secured.
+    pub secure: Option<Box<Securing>>,
+    /// The TLS session of a TLS stream.
+    pub tls: Option<Box<TlsSession>>,
+    /// Frames the script queued while the link is being secured: they leave
+    /// once it is (handshake frames go straight to `output`).
+    held: Option<Vec<u8>>,
 }
 
 impl Stream {
@@ -118,16 +127,41 @@ impl Stream {
             nodelay: true,
             framing: Framing::Luna,
             peer_done: false,
+            secure: None,
+            tls: None,
+            held: None,
         }
+    }
+
+    /// Starts securing the link: until [`Stream::secured`], the script's frames are held back.
+    pub fn start_securing(&mut self, securing: Securing) {
+        self.secure = Some(Box::new(securing));
+        self.held = Some(Vec::new());
+    }
+
+    /// The link is secured: the frames held back follow the handshake.
+    pub fn secured(&mut self) -> Option<Box<Securing>> {
+        if let Some(held) = self.held.take() {
+            self.output.extend_from_slice(&held);
+        }
+        self.secure.take()
     }
 
     /// Bytes queued but not yet written.
     pub fn unsent(&self) -> usize {
-        self.output.len() - self.out_pos
+        self.output.len() - self.out_pos + self.held.as_ref().map_or(0, Vec::len)
     }
 
-    /// The output buffer, compacted so appends do not grow it without bound.
+    /// True while anything waits to be written (TLS records included).
+    pub fn has_output(&self) -> bool {
+        self.unsent() > 0 || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
+    /// The buffer the script's frames go to, compacted so appends do not grow it without bound.
     pub fn output_mut(&mut self) -> &mut Vec<u8> {
+        if let Some(held) = self.held.as_mut() {
+            return held;
+        }
         if self.out_pos > 0 && self.out_pos >= self.output.len() / 2 {
             self.output.drain(..self.out_pos);
             self.out_pos = 0;
@@ -135,19 +169,32 @@ impl Stream {
         &mut self.output
     }
 
-    /// Accepts the frame written at `output[start..]` unless it breaks the send limit.
+    /// Queues handshake bytes ahead of anything held back.
+    pub fn push_handshake(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    /// The buffer `output_mut` returned, without compacting it (offsets stay valid).
+    fn appended(&mut self) -> &mut Vec<u8> {
+        self.held.as_mut().unwrap_or(&mut self.output)
+    }
+
+    /// Accepts the frame written at `output_mut()[start..]` unless it breaks the send limit.
     pub fn commit_output(&mut self, start: usize) -> Result<usize, &'static str> {
-        let size = self.output.len() - start;
-        if self.output.len() - self.out_pos > self.send_limit {
-            self.output.truncate(start);
+        let unsent = self.unsent();
+        let limit = self.send_limit;
+        let buffer = self.appended();
+        let size = buffer.len() - start;
+        if unsent > limit {
+            buffer.truncate(start);
             return Err(errors::SEND_BUFFER_FULL);
         }
         Ok(size)
     }
 
-    /// Drops a frame written at `output[start..]`.
+    /// Drops a frame written at `output_mut()[start..]`.
     pub fn discard_output(&mut self, start: usize) {
-        self.output.truncate(start);
+        self.appended().truncate(start);
     }
 
     /// Reads once into the spare capacity of `buf`. `Ok(0)` is end of stream.
@@ -168,6 +215,19 @@ impl Stream {
         let Some(mut socket) = self.socket.as_ref() else {
             return Flushed::Blocked;
         };
+        if let Some(tls) = self.tls.as_mut() {
+            let (taken, result) = tls.write(&mut socket, &self.output[self.out_pos..]);
+            self.out_pos += taken;
+            match result {
+                Ok(()) if self.out_pos < self.output.len() || tls.wants_write() => return Flushed::Blocked,
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return Flushed::Blocked;
+                }
+                Err(_) => return Flushed::Failed,
+            }
+        }
         while self.out_pos < self.output.len() {
             match socket.write(&self.output[self.out_pos..]) {
                 Ok(0) => return Flushed::Failed,
