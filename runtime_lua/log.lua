@@ -9,6 +9,12 @@ local function format(...)
     local n = select("#", ...)
     if n == 1 then
         return tostring((...))
+    elseif n == 2 then
+        local a, b = ...
+        return tostring(a) .. " " .. tostring(b)
+    elseif n == 3 then
+        local a, b, c = ...
+        return tostring(a) .. " " .. tostring(b) .. " " .. tostring(c)
     end
     local parts = {}
     for i = 1, n do

@@ -261,7 +261,14 @@ mod tests {
     #[test]
     fn log_and_pid_flags() {
         match parse_env(
-            &["--log-file", "/tmp/l.log", "--log-format=json", "--pid-file", "/tmp/p", "m.lua"],
+            &[
+                "--log-file",
+                "/tmp/l.log",
+                "--log-format=json",
+                "--pid-file",
+                "/tmp/p",
+                "m.lua",
+            ],
             &[],
         )
         .unwrap()
@@ -281,7 +288,10 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let error = parse_env(&["--log-format", "xml", "m.lua"], &[]).unwrap_err();
-        assert!(error.contains("--log-format") && error.contains("text or json"), "{error}");
+        assert!(
+            error.contains("--log-format") && error.contains("text or json"),
+            "{error}"
+        );
         assert!(parse_env(&["--log-file"], &[]).is_err());
     }
 

@@ -1,6 +1,7 @@
 //! One log line as bytes: RFC 3339 UTC time with `Z`, level, optional
 //! process name, message; as text or as one JSON object.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Level;
@@ -70,10 +71,30 @@ pub fn format_line_at(
     out.push(b'\n');
 }
 
+thread_local! {
+    /// The formatted `YYYY-MM-DDTHH:MM:SS` of the last second seen on this thread.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 fn push_time(out: &mut Vec<u8>, time: SystemTime) {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
+    let (cached_secs, mut text) = SECOND.get();
+    if cached_secs != secs {
+        let mut fresh = Vec::with_capacity(19);
+        push_seconds(&mut fresh, secs);
+        text.copy_from_slice(&fresh);
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    out.push(b'.');
+    push_digits(out, u64::from(since_epoch.subsec_millis()), 3);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of seconds since the epoch.
+fn push_seconds(out: &mut Vec<u8>, secs: u64) {
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let of_day = secs % 86_400;
     push_digits(out, year.clamp(0, 9999) as u64, 4);
@@ -87,9 +108,6 @@ fn push_time(out: &mut Vec<u8>, time: SystemTime) {
     push_digits(out, of_day / 60 % 60, 2);
     out.push(b':');
     push_digits(out, of_day % 60, 2);
-    out.push(b'.');
-    push_digits(out, u64::from(since_epoch.subsec_millis()), 3);
-    out.push(b'Z');
 }
 
 fn push_digits(out: &mut Vec<u8>, value: u64, width: u32) {
@@ -146,6 +164,19 @@ mod tests {
         let time = UNIX_EPOCH + Duration::from_millis(1_796_165_536_123);
         format_line_at(&mut out, format, time, level, name, message);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn cached_seconds_change() {
+        let mut out = Vec::new();
+        let base = UNIX_EPOCH + Duration::from_millis(1_796_165_536_999);
+        push_time(&mut out, base);
+        push_time(&mut out, base + Duration::from_millis(1));
+        push_time(&mut out, base + Duration::from_secs(86_400));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-12-01T22:52:16.999Z2026-12-01T22:52:17.000Z2026-12-02T22:52:16.999Z"
+        );
     }
 
     #[test]

@@ -27,13 +27,17 @@ pub enum Level {
 impl Level {
     /// Parses `debug`, `info`, `warn`/`warning` or `error` (any case).
     pub fn parse(text: &str) -> Option<Level> {
-        match text.to_ascii_lowercase().as_str() {
-            "debug" => Some(Level::Debug),
-            "info" => Some(Level::Info),
-            "warn" | "warning" => Some(Level::Warn),
-            "error" => Some(Level::Error),
-            _ => None,
-        }
+        // No allocation: scripts pass the level with every line.
+        [
+            ("info", Level::Info),
+            ("debug", Level::Debug),
+            ("warn", Level::Warn),
+            ("error", Level::Error),
+            ("warning", Level::Warn),
+        ]
+        .into_iter()
+        .find(|(name, _)| text.eq_ignore_ascii_case(name))
+        .map(|(_, level)| level)
     }
 
     /// The upper-case label of text lines.

@@ -27,6 +27,8 @@ struct Queue {
     reopen: bool,
     /// The writer holds a batch it has not finished writing.
     busy: bool,
+    /// The writer sleeps on WAKE (only then is a wake-up worth a system call).
+    waiting: bool,
 }
 
 static QUEUE: Mutex<Queue> = Mutex::new(Queue {
@@ -35,6 +37,7 @@ static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     dropped: 0,
     reopen: false,
     busy: false,
+    waiting: false,
 });
 /// Wakes the writer when the queue gets work.
 static WAKE: Condvar = Condvar::new();
@@ -99,10 +102,7 @@ pub fn set_file(path: &Path) -> io::Result<()> {
     let file = open(path)?;
     // Absolute, so messages name it fully and a reopen finds the same path.
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    *sink() = Sink::File {
-        path,
-        file,
-    };
+    *sink() = Sink::File { path, file };
     HAS_FILE.store(true, Ordering::Release);
     Ok(())
 }
@@ -132,12 +132,11 @@ pub fn push(line: &[u8]) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let was_empty = queue.lines == 0;
     queue.buf.extend_from_slice(line);
     queue.lines += 1;
+    let wake = std::mem::take(&mut queue.waiting);
     drop(queue);
-    // The writer sleeps only on an empty queue: one wake-up per batch.
-    if was_empty {
+    if wake {
         WAKE.notify_one();
     }
 }
@@ -145,7 +144,10 @@ pub fn push(line: &[u8]) {
 /// Asks the writer to reopen the log file before its next write.
 pub fn reopen() {
     START.call_once(start);
-    queue().reopen = true;
+    let mut queue = queue();
+    queue.reopen = true;
+    queue.waiting = false;
+    drop(queue);
     WAKE.notify_one();
 }
 
@@ -184,6 +186,11 @@ fn start() {
     }
 }
 
+/// After a batch this small the writer pauses, so that lines gather: under a
+/// steady trickle it writes (and is woken) about once per pause, not per line.
+const SMALL_BATCH: usize = 4096;
+const GATHER_PAUSE: Duration = Duration::from_millis(1);
+
 /// The writer thread: takes the whole queue at once and writes it in one call.
 fn run() {
     let mut batch = Vec::new();
@@ -194,8 +201,10 @@ fn run() {
             while queue.buf.is_empty() && queue.dropped == 0 && !queue.reopen {
                 queue.busy = false;
                 IDLE.notify_all();
+                queue.waiting = true;
                 queue = WAKE.wait(queue).unwrap_or_else(|poisoned| poisoned.into_inner());
             }
+            queue.waiting = false;
             std::mem::swap(&mut queue.buf, &mut batch);
             queue.busy = true;
             (
@@ -237,6 +246,9 @@ fn run() {
         drop(sink);
         batch.clear();
         batch.shrink_to(MAX_BYTES);
+        if lines < SMALL_BATCH {
+            std::thread::sleep(GATHER_PAUSE);
+        }
     }
 }
 
