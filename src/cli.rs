@@ -191,8 +191,13 @@ pub fn main(args: Vec<String>) -> i32 {
             if let Some(path) = &pid_file
                 && let Err(error) = pid_file::create(path)
             {
-                log::error(&format!("cannot write the pid file {}: {error}", path.display()));
-                log::flush(log::EXIT_FLUSH_LIMIT);
+                let message = format!("cannot write the pid file {}: {error}", path.display());
+                // In the log file for the record, on stderr for whoever started luna.
+                if log::has_file() {
+                    log::error(&message);
+                    log::flush(log::EXIT_FLUSH_LIMIT);
+                }
+                eprintln!("luna: {message}");
                 return 1;
             }
             let status = lua::run(&Options {

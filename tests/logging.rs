@@ -325,6 +325,19 @@ fn everything_is_written_on_a_graceful_stop() {
 }
 
 #[test]
+fn os_exit_writes_the_queued_lines() {
+    let dir = Dir::new();
+    let (code, _, stderr) = run_to_end_with(
+        dir.dir.path(),
+        &["--log-file", "exit.log", &script("os_exit.lua"), "5000"],
+        &[],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let got = numbers(&read(&dir.path("exit.log")), "exit line");
+    assert_eq!(got, (1..=5000).collect::<Vec<u64>>());
+}
+
+#[test]
 fn an_error_exit_writes_the_traceback_to_the_log_file() {
     let dir = Dir::new();
     let log = dir.path("error.log");
