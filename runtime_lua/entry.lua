@@ -73,6 +73,7 @@ function luna_entry(entry_file, ...)
     entry_env = import(real)
     local on_start = entry_env.on_start
     if on_start then on_start(...) end
+    luna._notify("READY=1") -- a supervisor (systemd Type=notify) may now route traffic here
     while not quitting() do
         local on_loop = entry_env.on_loop
         if on_loop then
@@ -81,6 +82,7 @@ function luna_entry(entry_file, ...)
             luna.wait()
         end
     end
+    luna._notify("STOPPING=1")
     local on_stop = entry_env.on_stop
     if on_stop then
         local ok, err = xpcall(on_stop, traceback)

@@ -1,5 +1,6 @@
 -- luna.log: `luna.log.info(...)` or `luna.log("info", ...)`; lines go to
--- stderr with time and level, filtered by --log-level.
+-- stderr (or --log-file) with time, level and the process's name, filtered
+-- by --log-level. A background thread writes them: logging never blocks.
 local luna = luna
 local core_log, enabled = luna._log, luna._log_enabled
 local select, tostring, concat = select, tostring, table.concat
@@ -8,6 +9,12 @@ local function format(...)
     local n = select("#", ...)
     if n == 1 then
         return tostring((...))
+    elseif n == 2 then
+        local a, b = ...
+        return tostring(a) .. " " .. tostring(b)
+    elseif n == 3 then
+        local a, b, c = ...
+        return tostring(a) .. " " .. tostring(b) .. " " .. tostring(c)
     end
     local parts = {}
     for i = 1, n do
@@ -17,18 +24,27 @@ local function format(...)
 end
 
 local log = {}
+local levels = {}
 for _, level in ipairs({ "debug", "info", "warn", "error" }) do
     log[level] = function(...)
         if enabled(level) then
             core_log(level, format(...))
         end
     end
+    levels[level] = log[level]
 end
 log.warning = log.warn
+levels.warning = log.warn
+
+--- Shows `name` (e.g. the service id; luna.cluster sets it) on every line; nil removes it.
+log.set_name = luna._log_set_name
+
+--- Log lines dropped so far because the queue was full (or lost on a failed write).
+log.dropped = luna._log_dropped
 
 setmetatable(log, {
     __call = function(_, level, ...)
-        local write = log[level]
+        local write = levels[level]
         if not write then
             error("luna.log: unknown level '" .. tostring(level) .. "' (debug, info, warn, error)", 2)
         end

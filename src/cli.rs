@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::log::{self, Level};
+use crate::log::{self, Format, Level};
 use crate::lua::{self, Options};
+use crate::pid_file;
 
 const USAGE: &str = "\
 usage: luna [options] ENTRY.lua [args...]
@@ -18,9 +19,16 @@ options:
   -V, --version        show the version and exit
       --check FILE...  compile each file without running it; exit 1 on error
       --log-level LVL  debug, info (default), warn or error (env LUNA_LOG_LEVEL)
+      --log-file PATH  append log lines to PATH instead of stderr; SIGHUP
+                       reopens it (log rotation) (env LUNA_LOG_FILE)
+      --log-format F   text (default) or json: one JSON object per line
+                       (env LUNA_LOG_FORMAT)
+      --pid-file PATH  write the process id to PATH; removed at exit
       --runtime DIR    load the runtime Lua from DIR (env LUNA_RUNTIME)
 
-Everything after ENTRY.lua is passed to the script as luna.args.";
+Everything after ENTRY.lua is passed to the script as luna.args.
+With NOTIFY_SOCKET set (systemd Type=notify), luna sends READY=1 once
+on_start has returned and STOPPING=1 when the loop ends.";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -37,17 +45,40 @@ pub enum Command {
         args: Vec<String>,
         runtime_dir: Option<PathBuf>,
         log_level: Option<Level>,
+        log_file: Option<PathBuf>,
+        log_format: Format,
+        pid_file: Option<PathBuf>,
     },
 }
 
-/// Parses arguments (without the program name).
+const LEVELS: &str = "debug, info, warn or error";
+
+fn level_value(source: &str, text: &str) -> Result<Level, String> {
+    Level::parse(text).ok_or_else(|| format!("{source}: unknown log level '{text}' (use {LEVELS})"))
+}
+
+fn format_value(source: &str, text: &str) -> Result<Format, String> {
+    Format::parse(text).ok_or_else(|| format!("{source}: unknown log format '{text}' (use text or json)"))
+}
+
+/// Parses arguments (without the program name), with defaults from the environment.
 pub fn parse(args: Vec<String>) -> Result<Command, String> {
-    let mut runtime_dir = std::env::var_os("LUNA_RUNTIME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    parse_with_env(args, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`] with the environment given as a lookup function (empty values count as unset).
+pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String> {
+    let env = |name: &str| env(name).filter(|v| !v.is_empty());
+    let mut runtime_dir = env("LUNA_RUNTIME").map(PathBuf::from);
     let mut log_level = None;
+    let mut log_file = env("LUNA_LOG_FILE").map(PathBuf::from);
+    let mut log_format = None;
+    let mut pid_file = None;
     let mut rest = args.into_iter();
-    while let Some(arg) = rest.next() {
+    let entry = loop {
+        let Some(arg) = rest.next() else {
+            return Err("missing entry script".into());
+        };
         let (flag, inline_value) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
             _ => (arg.clone(), None),
@@ -68,32 +99,36 @@ pub fn parse(args: Vec<String>) -> Result<Command, String> {
                 }
                 return Ok(Command::Check(files));
             }
-            "--log-level" => {
-                let text = value("--log-level")?;
-                log_level = Some(Level::parse(&text).ok_or_else(|| format!("unknown log level '{text}'"))?);
-            }
+            "--log-level" => log_level = Some(level_value("--log-level", &value("--log-level")?)?),
+            "--log-file" => log_file = Some(PathBuf::from(value("--log-file")?)),
+            "--log-format" => log_format = Some(format_value("--log-format", &value("--log-format")?)?),
+            "--pid-file" => pid_file = Some(PathBuf::from(value("--pid-file")?)),
             "--runtime" => runtime_dir = Some(PathBuf::from(value("--runtime")?)),
-            "--" => {
-                let entry = rest.next().ok_or("missing entry script")?;
-                return Ok(Command::Run {
-                    entry,
-                    args: rest.collect(),
-                    runtime_dir,
-                    log_level,
-                });
-            }
+            "--" => break rest.next().ok_or("missing entry script")?,
             other if other.starts_with('-') && other.len() > 1 => return Err(format!("unknown option '{other}'")),
-            _ => {
-                return Ok(Command::Run {
-                    entry: arg,
-                    args: rest.collect(),
-                    runtime_dir,
-                    log_level,
-                });
-            }
+            _ => break arg,
         }
+    };
+    // A flag wins over the environment, which is checked only when no flag is given.
+    if log_level.is_none()
+        && let Some(text) = env("LUNA_LOG_LEVEL")
+    {
+        log_level = Some(level_value("LUNA_LOG_LEVEL", &text)?);
     }
-    Err("missing entry script".into())
+    let log_format = match (log_format, env("LUNA_LOG_FORMAT")) {
+        (Some(format), _) => format,
+        (None, Some(text)) => format_value("LUNA_LOG_FORMAT", &text)?,
+        (None, None) => Format::Text,
+    };
+    Ok(Command::Run {
+        entry,
+        args: rest.collect(),
+        runtime_dir,
+        log_level,
+        log_file,
+        log_format,
+        pid_file,
+    })
 }
 
 /// Services hold many sockets: lifts the soft descriptor limit to the hard
@@ -123,9 +158,6 @@ pub fn raise_fd_limit() -> u64 {
 
 /// Runs the command line; returns the exit status.
 pub fn main(args: Vec<String>) -> i32 {
-    if let Some(level) = std::env::var("LUNA_LOG_LEVEL").ok().as_deref().and_then(Level::parse) {
-        log::set_level(level);
-    }
     match parse(args) {
         Ok(Command::Help) => {
             println!("{USAGE}");
@@ -141,15 +173,41 @@ pub fn main(args: Vec<String>) -> i32 {
             args,
             runtime_dir,
             log_level,
+            log_file,
+            log_format,
+            pid_file,
         }) => {
+            log::flush_on_exit();
             if let Some(level) = log_level {
                 log::set_level(level);
             }
-            lua::run(&Options {
+            log::set_format(log_format);
+            if let Some(path) = &log_file
+                && let Err(error) = log::set_file(path)
+            {
+                eprintln!("luna: cannot open the log file {}: {error}", path.display());
+                return 1;
+            }
+            if let Some(path) = &pid_file
+                && let Err(error) = pid_file::create(path)
+            {
+                let message = format!("cannot write the pid file {}: {error}", path.display());
+                // In the log file for the record, on stderr for whoever started luna.
+                if log::has_file() {
+                    log::error(&message);
+                    log::flush(log::EXIT_FLUSH_LIMIT);
+                }
+                eprintln!("luna: {message}");
+                return 1;
+            }
+            let status = lua::run(&Options {
                 entry,
                 args,
                 runtime_dir,
-            })
+            });
+            pid_file::remove();
+            log::flush(log::EXIT_FLUSH_LIMIT);
+            status
         }
         Err(message) => {
             eprintln!("luna: {message}\n\n{USAGE}");
@@ -196,6 +254,84 @@ mod tests {
         assert!(parse(args(&["--bogus"])).is_err());
         assert!(parse(args(&[])).is_err());
         assert!(parse(args(&["--log-level=loud", "x.lua"])).is_err());
+    }
+
+    fn parse_env(list: &[&str], env: &[(&str, &str)]) -> Result<Command, String> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse_with_env(args(list), &|name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn log_and_pid_flags() {
+        match parse_env(
+            &[
+                "--log-file",
+                "/tmp/l.log",
+                "--log-format=json",
+                "--pid-file",
+                "/tmp/p",
+                "m.lua",
+            ],
+            &[],
+        )
+        .unwrap()
+        {
+            Command::Run {
+                log_file,
+                log_format,
+                pid_file,
+                log_level,
+                ..
+            } => {
+                assert_eq!(log_file, Some(PathBuf::from("/tmp/l.log")));
+                assert_eq!(log_format, Format::Json);
+                assert_eq!(pid_file, Some(PathBuf::from("/tmp/p")));
+                assert_eq!(log_level, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let error = parse_env(&["--log-format", "xml", "m.lua"], &[]).unwrap_err();
+        assert!(
+            error.contains("--log-format") && error.contains("text or json"),
+            "{error}"
+        );
+        assert!(parse_env(&["--log-file"], &[]).is_err());
+    }
+
+    #[test]
+    fn log_environment() {
+        let env = [
+            ("LUNA_LOG_LEVEL", "warn"),
+            ("LUNA_LOG_FILE", "/var/log/x.log"),
+            ("LUNA_LOG_FORMAT", "json"),
+        ];
+        match parse_env(&["m.lua"], &env).unwrap() {
+            Command::Run {
+                log_level,
+                log_file,
+                log_format,
+                ..
+            } => {
+                assert_eq!(log_level, Some(Level::Warn));
+                assert_eq!(log_file, Some(PathBuf::from("/var/log/x.log")));
+                assert_eq!(log_format, Format::Json);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let error = parse_env(&["m.lua"], &[("LUNA_LOG_LEVEL", "verbose")]).unwrap_err();
+        assert!(
+            error.contains("LUNA_LOG_LEVEL") && error.contains("'verbose'") && error.contains(LEVELS),
+            "{error}"
+        );
+        let error = parse_env(&["m.lua"], &[("LUNA_LOG_FORMAT", "xml")]).unwrap_err();
+        assert!(error.contains("LUNA_LOG_FORMAT"), "{error}");
+        // The flag wins over the environment; an empty variable counts as unset.
+        assert!(parse_env(&["--log-level", "info", "m.lua"], &[("LUNA_LOG_LEVEL", "verbose")]).is_ok());
+        assert!(parse_env(&["m.lua"], &[("LUNA_LOG_LEVEL", "")]).is_ok());
+        let error = parse_env(&["--log-level=loud", "m.lua"], &[]).unwrap_err();
+        assert!(error.contains("--log-level") && error.contains("'loud'"), "{error}");
     }
 
     #[test]

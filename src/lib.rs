@@ -10,5 +10,6 @@ pub mod codec;
 pub mod log;
 pub mod lua;
 pub mod net;
+pub mod pid_file;
 pub mod route;
 pub mod runtime;

@@ -19,7 +19,7 @@ fn quick_run_prints_every_workload() {
         "luna-bench --quick failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
-    for workload in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"] {
+    for workload in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"] {
         let printed = stdout.lines().any(|line| {
             line.strip_prefix("BENCH ")
                 .and_then(|rest| rest.strip_prefix(workload))

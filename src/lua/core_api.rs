@@ -38,6 +38,9 @@ pub unsafe fn register(state: *mut lua_State) {
                 (c"_watch", watch),
                 (c"_log", log_line),
                 (c"_log_enabled", log_enabled),
+                (c"_log_set_name", log_set_name),
+                (c"_log_dropped", log_dropped),
+                (c"_notify", notify),
                 (c"_set_hooks", set_hooks),
             ],
         );
@@ -245,6 +248,52 @@ unsafe extern "C-unwind" fn log_line(state: *mut lua_State) -> c_int {
 /// `luna._log_enabled(level)`.
 unsafe extern "C-unwind" fn log_enabled(state: *mut lua_State) -> c_int {
     unsafe { ffi::lua_pushboolean(state, c_int::from(log::enabled(level_arg(state)))) };
+    1
+}
+
+/// `luna._log_set_name(name|nil)`: the name shown on every log line.
+unsafe extern "C-unwind" fn log_set_name(state: *mut lua_State) -> c_int {
+    unsafe {
+        match string_arg(state, 1) {
+            Some(name) => log::set_name(Some(&String::from_utf8_lossy(name))),
+            None if ffi::lua_isnoneornil(state, 1) != 0 => log::set_name(None),
+            None => return push_fail(state, "log.set_name: a string or nil is required"),
+        }
+        ffi::lua_pushboolean(state, 1);
+    }
+    1
+}
+
+/// `luna._log_dropped()`: log lines dropped (queue full) or lost so far.
+unsafe extern "C-unwind" fn log_dropped(state: *mut lua_State) -> c_int {
+    unsafe { ffi::lua_pushinteger(state, log::dropped() as i64) };
+    1
+}
+
+/// `luna._notify(state)`: sends `state` (e.g. "READY=1", "STOPPING=1") to the
+/// service manager at `$NOTIFY_SOCKET`, with `MAINPID` along with READY=1.
+/// Returns true when sent, false when NOTIFY_SOCKET is not set, nil, err on failure.
+unsafe extern "C-unwind" fn notify(state: *mut lua_State) -> c_int {
+    unsafe {
+        let Some(text) = str_arg(state, 1) else {
+            return push_fail(state, "_notify: a state string is required");
+        };
+        if std::env::var_os("NOTIFY_SOCKET").is_none_or(|v| v.is_empty()) {
+            ffi::lua_pushboolean(state, 0);
+            return 1;
+        }
+        let main_pid = sd_notify::NotifyState::MainPid(std::process::id());
+        let mut states = vec![sd_notify::NotifyState::Custom(text)];
+        if text == "READY=1" {
+            states.push(main_pid);
+        }
+        if let Err(error) = sd_notify::notify(&states) {
+            let message = format!("cannot notify the service manager of {text} (NOTIFY_SOCKET): {error}");
+            log::warn(&message);
+            return push_fail(state, &message);
+        }
+        ffi::lua_pushboolean(state, 1);
+    }
     1
 }
 

@@ -115,7 +115,13 @@ unsafe fn run_entry(state: *mut lua_State, options: &Options) -> c_int {
         let code = if status == ffi::LUA_OK {
             0
         } else {
-            eprintln!("luna: {}", lossy(state, -1));
+            let message = lossy(state, -1);
+            if log::has_file() {
+                log::error(&message);
+            }
+            // Lines queued before the error come first on stderr too.
+            log::flush(log::EXIT_FLUSH_LIMIT);
+            eprintln!("luna: {message}");
             1
         };
         ffi::lua_settop(state, top);

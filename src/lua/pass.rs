@@ -520,6 +520,7 @@ unsafe fn deliver_quit_signal(state: *mut lua_State) -> usize {
         if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
             ffi::lua_pop(state, 1);
             log::warn("no quit-signal hook is installed: exiting");
+            log::flush(log::EXIT_FLUSH_LIMIT);
             std::process::exit(128 + signo);
         }
         ffi::lua_pushinteger(state, i64::from(signo));

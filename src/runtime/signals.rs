@@ -1,11 +1,12 @@
 //! SIGTERM and SIGINT: a watcher thread hands the first one to the loop and
-//! wakes it; a second one while quitting exits at once.
+//! wakes it; a second one while quitting exits at once. SIGHUP reopens the
+//! log file (log rotation) and never stops the process.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use polling::Poller;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::log;
@@ -37,12 +38,17 @@ pub fn install(poller: Arc<Poller>) -> std::io::Result<Arc<QuitSignal>> {
         pending: AtomicI32::new(0),
         received: AtomicI32::new(0),
     });
-    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let shared = Arc::clone(&quit);
     std::thread::Builder::new().name("luna-signals".into()).spawn(move || {
         for signo in signals.forever() {
+            if signo == SIGHUP {
+                reopen_log();
+                continue;
+            }
             if shared.received.swap(signo, Ordering::AcqRel) != 0 {
                 log::warn(&format!("second {} while quitting: exiting now", name(signo)));
+                log::flush(log::EXIT_FLUSH_LIMIT);
                 std::process::exit(128 + signo);
             }
             shared.pending.store(signo, Ordering::Release);
@@ -52,11 +58,22 @@ pub fn install(poller: Arc<Poller>) -> std::io::Result<Arc<QuitSignal>> {
     Ok(quit)
 }
 
-/// "SIGTERM", "SIGINT" or the number.
+/// SIGHUP: the log writer reopens the file before its next write (the log
+/// file says how that went); without a log file there is nothing to reopen.
+fn reopen_log() {
+    if log::has_file() {
+        log::reopen();
+    } else {
+        log::info("received SIGHUP: logging to stderr, no log file to reopen");
+    }
+}
+
+/// "SIGTERM", "SIGINT", "SIGHUP" or the number.
 pub fn name(signo: i32) -> String {
     match signo {
         SIGTERM => "SIGTERM".into(),
         SIGINT => "SIGINT".into(),
+        SIGHUP => "SIGHUP".into(),
         other => format!("signal {other}"),
     }
 }

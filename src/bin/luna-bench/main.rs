@@ -25,17 +25,18 @@ use proc::{LunaExe, Pinning, TempDir};
 use workloads::{Ctx, Figure, fmt_num};
 
 const USAGE: &str = "\
-usage: luna-bench [--quick] [--luna PATH] [W1 W2 ... W8]
+usage: luna-bench [--quick] [--luna PATH] [W1 W2 ... W9]
 
   --quick      a fraction of a second per workload (smoke run)
   --luna PATH  the luna binary to bench (default: `luna` next to luna-bench)
-  W1..W8       workloads to run (default: all)
+  W1..W9       workloads to run (default: all)
 
   W1 ping-pong, W2 pipelined, W3 routed, W4 broadcast, W5 RPC,
-  W6 memory per idle connection, W7 codec, W8 hot reload latency.
+  W6 memory per idle connection, W7 codec, W8 hot reload latency,
+  W9 logging (lines/s into a file, loop latency with a blocked log pipe).
   Output: `BENCH <workload> <value> <unit> [baseline=<v> ratio=<value/baseline>]`.";
 
-const ALL: [&str; 8] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"];
+const ALL: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -173,7 +174,8 @@ fn run(args: Vec<String>) -> Result<bool> {
             "W5" => workloads::w5(&mut ctx),
             "W6" => workloads::w6(&ctx),
             "W7" => workloads::w7(&ctx),
-            _ => workloads::w8(&ctx),
+            "W8" => workloads::w8(&ctx),
+            _ => workloads::w9(&mut ctx),
         };
         match result {
             Ok(figures) => {

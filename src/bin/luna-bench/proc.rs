@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -166,6 +166,8 @@ pub struct Proc {
     child: Child,
     lines: Receiver<String>,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// The stderr pipe, held open and never read (see [`Proc::spawn_unread_stderr`]).
+    _unread_stderr: Option<ChildStderr>,
     /// Stdout lines read while waiting for something else.
     pub other_lines: Vec<String>,
 }
@@ -178,6 +180,23 @@ impl Proc {
         args: &[String],
         cpu: Option<(usize, Pinning)>,
         cwd: &Path,
+    ) -> Result<Proc> {
+        Self::spawn_with(name, program, args, cpu, cwd, true)
+    }
+
+    /// Like [`Proc::spawn`], but nobody reads the child's stderr pipe: once
+    /// the pipe buffer is full, every write to stderr blocks.
+    pub fn spawn_unread_stderr(name: &str, program: &Path, args: &[String], cwd: &Path) -> Result<Proc> {
+        Self::spawn_with(name, program, args, None, cwd, false)
+    }
+
+    fn spawn_with(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cpu: Option<(usize, Pinning)>,
+        cwd: &Path,
+        read_stderr: bool,
     ) -> Result<Proc> {
         let mut command = match cpu {
             Some((cpu, Pinning::Taskset)) => {
@@ -232,12 +251,18 @@ impl Proc {
         let stderr: Arc<Mutex<VecDeque<String>>> = Arc::default();
         let keep = Arc::clone(&stderr);
         let err_pipe = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || collect_stderr(err_pipe, keep));
+        let unread_stderr = if read_stderr {
+            std::thread::spawn(move || collect_stderr(err_pipe, keep));
+            None
+        } else {
+            Some(err_pipe)
+        };
         Ok(Proc {
             name: name.to_string(),
             child,
             lines,
             stderr,
+            _unread_stderr: unread_stderr,
             other_lines: Vec::new(),
         })
     }
@@ -315,6 +340,20 @@ impl Proc {
         } else {
             let tail: Vec<String> = lines.iter().rev().take(10).rev().cloned().collect();
             format!("\n  stderr of {}:\n    {}", self.name, tail.join("\n    "))
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("{} did not exit within {timeout:?}{}", self.name, self.stderr_tail());
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 

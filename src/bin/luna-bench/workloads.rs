@@ -1,4 +1,4 @@
-//! The workloads W1..W8: each starts its processes, measures, and returns
+//! The workloads W1..W9: each starts its processes, measures, and returns
 //! its figures. Every process is a [`Proc`], killed when it goes out of scope.
 
 use std::net::TcpStream;
@@ -67,6 +67,8 @@ const RELOAD_MAIN: &str = include_str!("../../../bench/scripts/reload_main.lua")
 const RPC_SERVER: &str = include_str!("../../../bench/scripts/rpc_server.lua");
 const RPC_CLIENT: &str = include_str!("../../../bench/scripts/rpc_client.lua");
 const COMMON: &str = include_str!("../../../bench/scripts/common.lua");
+const LOG_FILE: &str = include_str!("../../../bench/scripts/log_file.lua");
+const LOG_BLOCKED: &str = include_str!("../../../bench/scripts/log_blocked.lua");
 
 /// Service ids used by the routed workloads.
 const SERVICE_GROUP: u32 = 1;
@@ -114,6 +116,8 @@ impl Ctx {
             ("rpc_server.lua", RPC_SERVER),
             ("rpc_client.lua", RPC_CLIENT),
             ("common.lua", COMMON),
+            ("log_file.lua", LOG_FILE),
+            ("log_blocked.lua", LOG_BLOCKED),
         ] {
             self.dir.write(name, text)?;
         }
@@ -121,10 +125,17 @@ impl Ctx {
     }
 
     fn luna(&self, name: &str, script: &str, args: &[String], cpu: Option<usize>) -> Result<Proc> {
+        let (program, full) = self.luna_command(&[], script, args);
+        Proc::spawn(name, &program, &full, cpu.map(|c| (c, self.pinning)), &self.dir.0)
+    }
+
+    /// Program and arguments of `luna <flags...> <script> <args...>`.
+    fn luna_command(&self, flags: &[&str], script: &str, args: &[String]) -> (PathBuf, Vec<String>) {
         let (program, mut full) = self.luna.program();
+        full.extend(flags.iter().map(|f| f.to_string()));
         full.push(self.dir.0.join(script).display().to_string());
         full.extend_from_slice(args);
-        Proc::spawn(name, &program, &full, cpu.map(|c| (c, self.pinning)), &self.dir.0)
+        (program, full)
     }
 
     fn baseline(&self, name: &str, args: &[String], cpu: Option<usize>) -> Result<Proc> {
@@ -611,4 +622,135 @@ pub fn w8(ctx: &Ctx) -> Result<Vec<Figure>> {
         Figure::new("W8.p50", pct(0.50), "ms").note(note.clone()),
         Figure::new("W8.p99", pct(0.99), "ms").note(note),
     ])
+}
+
+/// Lines W9.file logs per run.
+fn w9_lines(ctx: &Ctx) -> u64 {
+    if ctx.quick { 50_000 } else { 1_000_000 }
+}
+
+/// W9: logging. W9.file: lines/s a script logs into a `--log-file`, from
+/// its first line until the process has exited (so the final flush is
+/// counted), against a plain Rust loop writing the same lines through a
+/// BufWriter; measured alternately. W9.blocked_p99: how late (p99) a 10 ms
+/// timer fires while the script logs 100 lines per ms into a stderr pipe
+/// that nobody reads, against the same script with those lines filtered out.
+pub fn w9(ctx: &mut Ctx) -> Result<Vec<Figure>> {
+    let lines = w9_lines(ctx);
+    let mut dropped = 0;
+    let (luna, base) = ctx.alternate(
+        |ctx| {
+            let (rate, lost) = log_file_rate(ctx)?;
+            dropped += lost;
+            Ok(rate)
+        },
+        |ctx| rust_log_rate(ctx, w9_lines(ctx)),
+    )?;
+    let mut note = format!("{lines} lines of about 70 bytes; baseline: Rust loop, BufWriter<File>");
+    if dropped > 0 {
+        note.push_str(&format!("; {dropped} lines dropped (queue full)"));
+    }
+    let mut figures = vec![Figure::new("W9.file", luna, "lines/s").baseline(base).note(note)];
+
+    let per_ms = 100;
+    let mut last = None;
+    let (on, off) = ctx.alternate(
+        |ctx| {
+            let run = blocked_latency(ctx, "info", per_ms)?;
+            let p99 = run.p99;
+            last = Some(run);
+            Ok(p99)
+        },
+        |ctx| blocked_latency(ctx, "error", per_ms).map(|r| r.p99),
+    )?;
+    let last = last.context("no W9.blocked run")?;
+    figures.push(Figure::new("W9.blocked_p99", on, "ms").baseline(off).note(format!(
+        "10 ms timer lateness, logging {per_ms} lines/ms into an unread stderr pipe; baseline: logging off; \
+         last run: p50 {:.2} ms, max {:.2} ms, {} of {} lines dropped",
+        last.p50, last.max, last.dropped, last.attempted
+    )));
+    Ok(figures)
+}
+
+/// One run of log_file.lua: (lines/s, lines dropped).
+fn log_file_rate(ctx: &Ctx) -> Result<(f64, u64)> {
+    let lines = w9_lines(ctx);
+    let path = ctx.dir.0.join("w9.log");
+    let _ = std::fs::remove_file(&path);
+    let log_file = path.display().to_string();
+    let (program, full) = ctx.luna_command(&["--log-file", &log_file], "log_file.lua", &[lines.to_string()]);
+    let mut proc = Proc::spawn("luna log writer", &program, &full, None, &ctx.dir.0)?;
+    proc.expect("start", Duration::from_secs(10))?;
+    let started = Instant::now();
+    let logged = proc.expect("logged", ctx.timeout())?;
+    let status = proc.wait(ctx.timeout())?;
+    let elapsed = started.elapsed();
+    if !status.success() {
+        bail!("the log writer exited with {status}");
+    }
+    let dropped: u64 = logged
+        .split_whitespace()
+        .nth(2)
+        .and_then(|d| d.parse().ok())
+        .with_context(|| format!("bad logged line `{logged}`"))?;
+    let text = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    let written = text
+        .split(|&b| b == b'\n')
+        .filter(|l| l.windows(11).any(|w| w == b"bench line "))
+        .count() as u64;
+    if written + dropped != lines {
+        bail!("{written} lines in the log file and {dropped} dropped, of {lines} logged");
+    }
+    check_quiet(&mut proc)?;
+    Ok((written as f64 / elapsed.as_secs_f64(), dropped))
+}
+
+/// The same lines as log_file.lua, formatted by luna's own formatter and
+/// written by a plain loop through a BufWriter; lines/s.
+fn rust_log_rate(ctx: &Ctx, lines: u64) -> Result<f64> {
+    use luna::log::{Format, Level, format_line};
+    use std::io::Write;
+    let path = ctx.dir.0.join("w9-baseline.log");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let started = Instant::now();
+    let mut line = Vec::new();
+    for i in 1..=lines {
+        line.clear();
+        let message = format!("bench line {i} user=42 action=login ok");
+        format_line(&mut line, Format::Text, Level::Info, None, &message);
+        out.write_all(&line)?;
+    }
+    out.flush()?;
+    drop(out);
+    let rate = lines as f64 / started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    Ok(rate)
+}
+
+/// What log_blocked.lua reports.
+struct Lateness {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    attempted: u64,
+    dropped: u64,
+}
+
+/// One run of log_blocked.lua at `level` with stderr never read.
+fn blocked_latency(ctx: &Ctx, level: &str, per_ms: u32) -> Result<Lateness> {
+    let args = vec![Ctx::ms(ctx.warmup), Ctx::ms(ctx.duration), per_ms.to_string()];
+    let (program, full) = ctx.luna_command(&["--log-level", level], "log_blocked.lua", &args);
+    let mut proc = Proc::spawn_unread_stderr("luna blocked logger", &program, &full, &ctx.dir.0)?;
+    let line = proc.expect("result", ctx.timeout())?;
+    let fields: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let [p50, p99, max, _samples, attempted, dropped] = fields[..] else {
+        bail!("bad result line `{line}`");
+    };
+    Ok(Lateness {
+        p50,
+        p99,
+        max,
+        attempted: attempted as u64,
+        dropped: dropped as u64,
+    })
 }
