@@ -28,6 +28,8 @@ pub unsafe fn register(state: *mut lua_State) {
                 (c"timer_start", timer_start),
                 (c"timer_cancel", timer_cancel),
                 (c"create_socket_mgr", create_socket_mgr),
+                (c"process_stats", super::introspect::process_stats),
+                (c"connections", super::introspect::connections),
                 (c"service_id", service_id_fn),
                 (c"service_group", service_group),
                 (c"service_index", service_index),

@@ -4,6 +4,7 @@
 
 mod core_api;
 mod host;
+mod introspect;
 mod objects;
 mod pass;
 mod raw;
@@ -39,6 +40,7 @@ pub struct Options {
 
 /// Runs an entry script to the end; returns the process exit status.
 pub fn run(options: &Options) -> i32 {
+    introspect::start_clock();
     match boot_host() {
         Ok(host) => host::install(host),
         Err(error) => {

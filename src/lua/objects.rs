@@ -94,6 +94,7 @@ pub unsafe fn push_stream(state: *mut lua_State, token: Token, ip: &str, port: u
     let methods = match framing {
         Framing::Luna => sockets::STREAM_METHODS,
         Framing::Resp => sockets::REDIS_METHODS,
+        Framing::Raw => sockets::RAW_METHODS,
     };
     unsafe {
         ffi::lua_createtable(state, 0, (methods.len() + 8) as c_int);

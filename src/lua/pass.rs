@@ -106,10 +106,30 @@ unsafe fn read_and_dispatch(state: *mut lua_State, token: Token) {
     // A TLS link may have become secured by this read: announce it before its frames.
     unsafe { dispatch_notices(state) };
     let (package_size, framing) = with_host(|host| (host.net.package_size_of(token), host.net.framing_of(token)));
-    if framing == Framing::Resp {
-        let consumed = unsafe { dispatch_replies(state, token, &input.data, package_size) };
-        with_host(|host| host.net.give_back_input(token, input, consumed));
-        return;
+    match framing {
+        Framing::Luna => {}
+        Framing::Resp => {
+            let consumed = unsafe { dispatch_replies(state, token, &input.data, package_size) };
+            with_host(|host| host.net.give_back_input(token, input, consumed));
+            return;
+        }
+        Framing::Raw => {
+            let handled = unsafe {
+                call_handler(state, token, c"on_data", &|| {
+                    ffi::lua_pushlstring(state, input.data.as_ptr().cast(), input.data.len());
+                    1
+                })
+            };
+            if !handled {
+                log::warn(&format!(
+                    "raw stream {token} has no on_data handler: {} bytes dropped",
+                    input.data.len()
+                ));
+            }
+            let all = input.data.len();
+            with_host(|host| host.net.give_back_input(token, input, all));
+            return;
+        }
     }
     let mut consumed = 0;
     let mut securing = with_host(|host| host.net.is_securing(token));
@@ -471,11 +491,13 @@ unsafe fn accept(state: *mut lua_State, listener: Token, stream: Token) {
             return;
         }
         ffi::lua_remove(state, -2);
-        let Some((ip, port)) = with_host(|host| host.net.stream(stream).map(|s| (s.ip.clone(), s.port))) else {
+        let Some((ip, port, framing)) =
+            with_host(|host| host.net.stream(stream).map(|s| (s.ip.clone(), s.port, s.framing)))
+        else {
             ffi::lua_settop(state, top);
             return;
         };
-        push_stream(state, stream, &ip, port, Framing::Luna);
+        push_stream(state, stream, &ip, port, framing);
         pcall_logged(state, 1, &|| format!("on_accept of listener {listener}"));
         ffi::lua_settop(state, top);
     }

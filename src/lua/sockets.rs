@@ -6,6 +6,7 @@ use std::time::Duration;
 use mlua::ffi::{self, lua_State};
 
 use super::host::with_host;
+use super::introspect;
 use super::objects::{forget_object, push_listener, push_manager, push_stream};
 use super::pass;
 use super::raw::{integer_arg, push_fail, push_fail_detail, raw_field, str_arg, string_arg, upvalue_integer};
@@ -34,7 +35,7 @@ pub const MANAGER_METHODS: Methods = &[
     (c"route", mgr_route),
     (c"register", mgr_route),
     (c"set_master", mgr_set_master),
-    (c"stats", mgr_stats),
+    (c"stats", introspect::mgr_stats),
     (c"set_max_tracked_calls", mgr_set_max_tracked_calls),
     (c"set_max_pending_input", mgr_set_max_pending_input),
     (c"set_frame_timeout", mgr_set_frame_timeout),
@@ -50,6 +51,16 @@ pub const REDIS_METHODS: Methods = &[
     (c"close", socket_close),
     (c"set_timeout", stream_set_timeout),
     (c"set_nodelay", stream_set_nodelay),
+];
+
+/// Methods of a raw stream table (upvalue: token): bytes in (`on_data`), bytes out.
+pub const RAW_METHODS: Methods = &[
+    (c"write", raw_write),
+    (c"close", socket_close),
+    (c"set_timeout", stream_set_timeout),
+    (c"set_nodelay", stream_set_nodelay),
+    (c"set_recv_buffer_size", stream_set_recv_buffer_size),
+    (c"set_send_buffer_size", stream_set_send_buffer_size),
 ];
 
 /// Methods of a stream table (upvalue: token).
@@ -85,7 +96,7 @@ pub unsafe extern "C-unwind" fn create_socket_mgr(state: *mut lua_State) -> c_in
     1
 }
 
-fn manager_index(state: *mut lua_State) -> u32 {
+pub(super) fn manager_index(state: *mut lua_State) -> u32 {
     unsafe { upvalue_integer(state) as u32 }
 }
 
@@ -150,9 +161,15 @@ unsafe extern "C-unwind" fn mgr_listen(state: *mut lua_State) -> c_int {
             _ => integer_arg(state, 3),
         };
         let backlog = backlog.unwrap_or(1024).clamp(1, i64::from(i32::MAX)) as i32;
+        let framing = match framing_option(state, 3, Framing::Luna) {
+            Ok(framing) => framing,
+            Err(why) => {
+                return push_fail_detail(state, errors::INVALID_PARAM, &format!("options (argument #3): {why}"));
+            }
+        };
         let mgr = manager_index(state);
         let result = with_host(|host| {
-            let token = host.net.listen(mgr, ip, port, backlog, security)?;
+            let token = host.net.listen(mgr, ip, port, backlog, security, framing)?;
             let listener = host.net.listener(token).expect("just opened");
             Ok::<_, String>((token, listener.ip.clone(), listener.port))
         });
@@ -178,6 +195,24 @@ unsafe extern "C-unwind" fn mgr_connect(state: *mut lua_State) -> c_int {
 /// (`stream.command(...)`) and receives replies (`on_reply(value, err)`).
 unsafe extern "C-unwind" fn mgr_connect_redis(state: *mut lua_State) -> c_int {
     unsafe { connect(state, Framing::Resp) }
+}
+
+/// The `framing` field of an options table ("luna" or "raw"), else `default`.
+unsafe fn framing_option(state: *mut lua_State, index: c_int, default: Framing) -> Result<Framing, String> {
+    unsafe {
+        if ffi::lua_type(state, index) != ffi::LUA_TTABLE {
+            return Ok(default);
+        }
+        let kind = raw_field(state, index, c"framing");
+        let framing = match kind {
+            ffi::LUA_TNIL => Ok(default),
+            _ => str_arg(state, -1)
+                .and_then(Framing::from_name)
+                .ok_or_else(|| "framing must be \"luna\" or \"raw\"".to_string()),
+        };
+        ffi::lua_pop(state, 1);
+        framing
+    }
 }
 
 /// `mgr.connect(host, port, timeout_ms[, options])`.
@@ -337,44 +372,6 @@ unsafe extern "C-unwind" fn mgr_set_master(state: *mut lua_State) -> c_int {
     1
 }
 
-unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
-    let mgr = manager_index(state);
-    let found = with_host(|host| {
-        let tracked = host.net.inflight_calls();
-        host.net
-            .manager(mgr)
-            .map(|m| (m.stats.clone(), m.open, tracked, m.pending_input))
-    });
-    let Some((stats, open, tracked, pending_input)) = found else {
-        return unsafe { push_fail(state, errors::INVALID_PARAM) };
-    };
-    let fields = [
-        (c"forwarded", stats.forwarded),
-        (c"forward_failed", stats.forward_failed),
-        (c"bad_packages", stats.bad_packages),
-        (c"bad_deliveries", stats.bad_deliveries),
-        (c"refused", stats.refused),
-        (c"unhandled", stats.unhandled),
-        (c"calls_refused", stats.calls_refused),
-        (c"recv_buffer_full", stats.recv_buffer_full),
-        (c"frame_timeouts", stats.frame_timeouts),
-        (c"ids_refused", stats.ids_refused),
-        (c"auth_failed", stats.auth_failed),
-        (c"tls_failed", stats.tls_failed),
-        (c"open", open as u64),
-        (c"tracked_calls", tracked as u64),
-        (c"pending_input", pending_input as u64),
-    ];
-    unsafe {
-        ffi::lua_createtable(state, 0, fields.len() as c_int);
-        for (name, value) in fields {
-            ffi::lua_pushinteger(state, value as i64);
-            super::raw::set_raw_field(state, -2, name);
-        }
-    }
-    1
-}
-
 unsafe extern "C-unwind" fn socket_close(state: *mut lua_State) -> c_int {
     let token = token(state);
     let was_open = with_host(|host| host.net.close(token));
@@ -514,6 +511,23 @@ unsafe extern "C-unwind" fn stream_cancel(state: *mut lua_State) -> c_int {
         let result = with_host(|host| {
             host.net.send_with(token, Kind::Cancel, None, |out| {
                 out.extend_from_slice(&session.to_be_bytes());
+                Ok::<(), String>(())
+            })
+        });
+        push_send_result(state, result)
+    }
+}
+
+/// `stream.write(bytes)`: queues bytes on a raw stream.
+unsafe extern "C-unwind" fn raw_write(state: *mut lua_State) -> c_int {
+    let token = token(state);
+    unsafe {
+        let Some(bytes) = string_arg(state, 1) else {
+            return push_fail_detail(state, errors::INVALID_PARAM, "bytes (argument #1) must be a string");
+        };
+        let result = with_host(|host| {
+            host.net.send_raw(token, |out| {
+                out.extend_from_slice(bytes);
                 Ok::<(), String>(())
             })
         });

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::secure::Security;
-use super::stream::{State, Stream};
+use super::stream::{Framing, State, Stream};
 use super::{ACCEPT_RETRY, Entry, NetCore, NetTimer, Notice, Token, errors, index_of};
 use crate::log;
 
@@ -23,6 +23,8 @@ pub struct Listener {
     pub port: u16,
     /// How accepted links are secured (TLS, secret) before the script sees them.
     pub security: Option<Arc<Security>>,
+    /// How accepted streams cut their bytes.
+    pub framing: Framing,
 }
 
 impl NetCore {
@@ -34,6 +36,7 @@ impl NetCore {
         port: u16,
         backlog: i32,
         security: Option<Arc<Security>>,
+        framing: Framing,
     ) -> Result<Token, String> {
         self.has_room(mgr).map_err(String::from)?;
         let ip_addr: IpAddr = ip.parse().map_err(|_| errors::ADDR_ERROR.to_string())?;
@@ -52,6 +55,7 @@ impl NetCore {
             ip: bound.ip().to_string(),
             port: bound.port(),
             security: security.filter(|s| s.is_needed()),
+            framing,
         }));
         let registered = match self.slot(token) {
             Some(Entry::Listener(listener)) => self.register(&listener.socket, index_of(token)),
@@ -72,6 +76,7 @@ impl NetCore {
             };
             let mgr = listener.mgr;
             let security = listener.security.clone();
+            let framing = listener.framing;
             let (socket, peer) = match listener.socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -105,6 +110,7 @@ impl NetCore {
             }
             let _ = socket.set_nodelay(true);
             let mut stream = Stream::new(mgr, State::Open, None, peer.ip().to_string(), peer.port());
+            stream.framing = framing;
             if let Some(security) = &security
                 && let Err(error) = Self::prepare_securing(&mut stream, security, Some(listener_token))
             {

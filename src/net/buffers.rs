@@ -72,6 +72,7 @@ impl NetCore {
                 let mut more = filled || !SHORT_READ_DRAINS;
                 if let Some(stream) = self.stream(token) {
                     stream.last_recv = Instant::now();
+                    stream.bytes_in += received as u64;
                     more |= stream.peer_done;
                 }
                 ReadResult::Data(Input {
@@ -109,11 +110,12 @@ impl NetCore {
         raw.clear();
         self.tls_scratch = raw;
         match (result, outcome) {
-            (Ok(_), Some(Ok(closed))) => {
+            (Ok(received), Some(Ok(closed))) => {
                 let Some(stream) = self.stream(token) else {
                     return ReadResult::Closed;
                 };
                 stream.last_recv = Instant::now();
+                stream.bytes_in += received as u64;
                 // After close_notify only the end of file can follow: read until it shows.
                 stream.peer_done |= closed;
                 let more = filled || !SHORT_READ_DRAINS || stream.peer_done;

@@ -97,6 +97,54 @@ pub struct Stats {
     pub tls_failed: u64,
 }
 
+impl Manager {
+    /// Every counter and gauge of the manager by name (`mgr.stats()`, metrics).
+    pub fn counters(&self) -> [(&'static str, u64); 16] {
+        let s = &self.stats;
+        [
+            ("forwarded", s.forwarded),
+            ("forward_failed", s.forward_failed),
+            ("bad_packages", s.bad_packages),
+            ("bad_deliveries", s.bad_deliveries),
+            ("refused", s.refused),
+            ("unhandled", s.unhandled),
+            ("calls_refused", s.calls_refused),
+            ("recv_buffer_full", s.recv_buffer_full),
+            ("frame_timeouts", s.frame_timeouts),
+            ("ids_refused", s.ids_refused),
+            ("auth_failed", s.auth_failed),
+            ("tls_failed", s.tls_failed),
+            ("open", self.open as u64),
+            ("pending_input", self.pending_input as u64),
+            ("tracked_calls", self.tracked_calls as u64),
+            ("max_fd", self.max_fd as u64),
+        ]
+    }
+}
+
+/// One open listener or stream, as the debug console lists it.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    /// Its token.
+    pub token: Token,
+    /// Index of its manager.
+    pub mgr: u32,
+    /// "listener", or the stream's state ("open", "closing", "connecting"...).
+    pub state: &'static str,
+    /// Peer (or bound) address.
+    pub ip: String,
+    /// Peer (or bound) port.
+    pub port: u16,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes written.
+    pub bytes_out: u64,
+    /// Bytes queued, not yet written.
+    pub unsent: usize,
+    /// Time since it was opened.
+    pub age: Duration,
+}
+
 /// Bounds on what the peers of one manager can make it hold.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -137,6 +185,8 @@ pub struct Manager {
     pub limits: Limits,
     /// Bytes of unfinished frames held by its streams now.
     pub pending_input: usize,
+    /// Calls its streams made that the router tracks now.
+    pub tracked_calls: usize,
 }
 
 enum Entry {
@@ -227,6 +277,7 @@ impl NetCore {
             stats: Stats::default(),
             limits: Limits::default(),
             pending_input: 0,
+            tracked_calls: 0,
         });
         (self.managers.len() - 1) as u32
     }
@@ -234,6 +285,59 @@ impl NetCore {
     /// A manager by index.
     pub fn manager(&mut self, mgr: u32) -> Option<&mut Manager> {
         self.managers.get_mut(mgr as usize)
+    }
+
+    /// Every manager, with the calls its streams have tracked counted in.
+    pub fn managers(&mut self) -> &[Manager] {
+        for manager in &mut self.managers {
+            manager.tracked_calls = 0;
+        }
+        for (index, slot) in self.slots.iter().enumerate() {
+            if let Some(Entry::Stream(stream)) = &slot.socket {
+                let token = token_of(index as u32, slot.generation);
+                self.managers[stream.mgr as usize].tracked_calls += self.calls.count_of(token);
+            }
+        }
+        &self.managers
+    }
+
+    /// Every open listener and stream.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let now = Instant::now();
+        let mut list = Vec::new();
+        for (index, slot) in self.slots.iter().enumerate() {
+            let token = token_of(index as u32, slot.generation);
+            match &slot.socket {
+                Some(Entry::Listener(listener)) => list.push(ConnectionInfo {
+                    token,
+                    mgr: listener.mgr,
+                    state: "listener",
+                    ip: listener.ip.clone(),
+                    port: listener.port,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    unsent: 0,
+                    age: Duration::ZERO,
+                }),
+                Some(Entry::Stream(stream)) => list.push(ConnectionInfo {
+                    token,
+                    mgr: stream.mgr,
+                    state: if stream.secure.is_some() {
+                        "securing"
+                    } else {
+                        stream.state.name()
+                    },
+                    ip: stream.ip.clone(),
+                    port: stream.port,
+                    bytes_in: stream.bytes_in,
+                    bytes_out: stream.bytes_out,
+                    unsent: stream.unsent(),
+                    age: now.saturating_duration_since(stream.created),
+                }),
+                None => {}
+            }
+        }
+        list
     }
 
     fn slot(&self, token: Token) -> Option<&Entry> {

@@ -32,6 +32,18 @@ pub enum State {
     Closing,
 }
 
+impl State {
+    /// The state's name, for listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Resolving => "resolving",
+            State::Connecting => "connecting",
+            State::Open => "open",
+            State::Closing => "closing",
+        }
+    }
+}
+
 /// How the bytes of a stream are cut into messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
@@ -39,6 +51,19 @@ pub enum Framing {
     Luna,
     /// Redis RESP2: commands out, replies in.
     Resp,
+    /// Bytes as they come (`on_data`), for text protocols such as HTTP or a console.
+    Raw,
+}
+
+impl Framing {
+    /// The framing a script names in the options of listen/connect.
+    pub fn from_name(name: &str) -> Option<Framing> {
+        match name {
+            "luna" => Some(Framing::Luna),
+            "raw" => Some(Framing::Raw),
+            _ => None,
+        }
+    }
 }
 
 /// The result of one write attempt.
@@ -63,6 +88,12 @@ pub struct Stream {
     pub ip: String,
     /// The peer's port.
     pub port: u16,
+    /// When the stream was created.
+    pub created: Instant,
+    /// Bytes received so far.
+    pub bytes_in: u64,
+    /// Bytes written so far.
+    pub bytes_out: u64,
     /// Bytes of an unfinished frame.
     pub input: Vec<u8>,
     /// The length of `input` as counted in the manager's pending input.
@@ -111,6 +142,9 @@ impl Stream {
             socket,
             ip,
             port,
+            created: Instant::now(),
+            bytes_in: 0,
+            bytes_out: 0,
             input: Vec::new(),
             accounted_input: 0,
             frame_started: None,
@@ -218,6 +252,7 @@ impl Stream {
         if let Some(tls) = self.tls.as_mut() {
             let (taken, result) = tls.write(&mut socket, &self.output[self.out_pos..]);
             self.out_pos += taken;
+            self.bytes_out += taken as u64;
             match result {
                 Ok(()) if self.out_pos < self.output.len() || tls.wants_write() => return Flushed::Blocked,
                 Ok(()) => {}
@@ -231,7 +266,10 @@ impl Stream {
         while self.out_pos < self.output.len() {
             match socket.write(&self.output[self.out_pos..]) {
                 Ok(0) => return Flushed::Failed,
-                Ok(written) => self.out_pos += written,
+                Ok(written) => {
+                    self.out_pos += written;
+                    self.bytes_out += written as u64;
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     self.write_blocked = true;
                     return Flushed::Blocked;
