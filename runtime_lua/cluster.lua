@@ -38,6 +38,23 @@ M.drain_timeout_ms = 5000
 
 local running = {} -- first id -> node, for reload-safe starts and draining on SIGTERM
 
+--- The cluster secret of a config: `config.secret`, else the first line of
+--- `config.secret_file`, else LUNA_CLUSTER_SECRET; nil when none is set.
+function M.secret_of(config)
+    if config.secret then return config.secret end
+    if config.secret_file then
+        local file, err = io.open(config.secret_file, "rb")
+        if not file then error("luna.cluster: cannot read the secret file: " .. tostring(err), 0) end
+        local secret = (file:read("l") or "")
+        file:close()
+        if secret == "" then error("luna.cluster: the secret file " .. config.secret_file .. " is empty", 0) end
+        return secret
+    end
+    local secret = os.getenv("LUNA_CLUSTER_SECRET")
+    if secret == "" then return nil end
+    return secret
+end
+
 --- Splits "host:port" (or "[v6]:port"); returns host, port or nil, err.
 function M.parse_address(text)
     if type(text) == "table" then
@@ -87,12 +104,13 @@ end
 
 -- A problem on a link (refused registration, failed authentication): logged
 -- and reported once per change, not per retry.
-local function link_problem(node, link, err)
+local function link_problem(node, link, err, why)
     link.state = err
     if link.problem == err then return end
     link.problem = err
-    log.warn(node.name .. ": router " .. link.address .. " refused us: " .. err .. "; retrying")
-    if node.on_router_error then node.on_router_error(link.address, err) end
+    log.warn(node.name .. ": router " .. link.address .. " refused us: " .. err
+        .. (why and (" (" .. tostring(why) .. ")") or "") .. "; retrying")
+    if node.on_router_error then node.on_router_error(link.address, err, why) end
 end
 
 local connect
@@ -179,15 +197,20 @@ end
 
 function connect(node, link)
     if node.stopped or link.removed or link.stream then return end
-    local stream, err = node.mgr.connect(link.host, link.port, node.connect_timeout_ms)
+    local stream, err, detail = node.mgr.connect(link.host, link.port, node.connect_timeout_ms, node.link_options)
     if not stream then
-        log.warn(node.name .. ": cannot connect to router " .. link.address .. ": " .. err)
+        log.warn(node.name .. ": cannot connect to router " .. link.address .. ": " .. err .. " " .. tostring(detail or ""))
         return retry_later(node, link)
     end
     link.stream, link.state = stream, "connecting"
-    stream.on_connect = function(result)
+    stream.on_connect = function(result, why)
         if result ~= "ok" then
-            link.stream, link.state = nil, link.problem or "down"
+            link.stream = nil
+            if result == "auth-failed" or result == "tls-failed" then
+                link_problem(node, link, result, why)
+            else
+                link.state = link.problem or "down"
+            end
             return retry_later(node, link)
         end
         -- The router must answer within dead_after_ms (registrations, heartbeats) or the link is dropped.
@@ -457,6 +480,11 @@ function M.start(config)
         connect_timeout_ms = config.connect_timeout_ms or 3000,
         backoff_min = config.backoff_min_ms or 100,
         backoff_max = config.backoff_max_ms or 5000,
+        link_options = {
+            secret = M.secret_of(config),
+            tls = config.tls,
+            handshake_timeout_ms = config.handshake_timeout_ms,
+        },
     }
     for _, field in ipairs(HOOKS) do node[field] = config[field] end
     if log.set_name then log.set_name(node.name) end

@@ -3,7 +3,10 @@
 -- As a script:   luna runtime_lua/router.lua --listen 127.0.0.1:7001 [--listen ...]
 --                    [--heartbeat-ms 1000] [--keep-slots] [--stats-ms N]
 --                    [--max-tracked-calls N] [--max-pending-input BYTES] [--frame-timeout-ms N] [--max-ids N]
+--                    [--secret-file PATH] [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--tls-require-client-cert]]]
 --                    [--redis HOST:PORT [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]]
+-- Links prove the cluster secret (LUNA_CLUSTER_SECRET, or the first line of
+-- --secret-file) before anything else is accepted; with --tls-* they are TLS.
 -- With --redis the router publishes its address (kind "router") so that
 -- services using luna.discovery find it and drop it when it goes away
 -- (the Redis password comes from LUNA_REDIS_PASSWORD, never the command line).
@@ -125,11 +128,19 @@ local LIMITS = {
     max_ids = "set_max_ids",
 }
 
-local function open_listeners(router, listen)
+local function is_loopback(host)
+    return host == "localhost" or host == "::1" or host:match("^127%.") ~= nil
+end
+
+local function open_listeners(router, listen, options)
     for _, address in ipairs(listen) do
         local host, port = cluster.parse_address(address)
         if not host then error("luna.router.start: " .. port, 3) end
-        local listener, err, detail = router.mgr.listen(host, port)
+        if not options.secret and not is_loopback(host) then
+            log.warn("router: listening on " .. host .. ":" .. port .. " without a cluster secret: anyone who can "
+                .. "reach this port can register as any service. Set LUNA_CLUSTER_SECRET (or --secret-file).")
+        end
+        local listener, err, detail = router.mgr.listen(host, port, options)
         if not listener then
             error("luna.router: cannot listen on " .. host .. ":" .. port .. ": " .. err .. " " .. tostring(detail), 3)
         end
@@ -181,7 +192,12 @@ function M.start(config)
         masters = {}, -- group -> token of the explicit master
         dead_after_ms = config.dead_after_ms or heartbeat_ms * 3,
     }
-    open_listeners(router, listen)
+    local options = {
+        secret = cluster.secret_of(config),
+        tls = config.tls,
+        handshake_timeout_ms = config.handshake_timeout_ms,
+    }
+    open_listeners(router, listen, options)
     if config.redis then publish_in_redis(router, config) end
     if config.stats_ms then luna.interval(config.stats_ms, function() log_stats(mgr) end) end
     return router
@@ -192,10 +208,13 @@ local NUMBER_FLAGS = {
     ["--redis-db"] = "redis_db", ["--ttl-ms"] = "ttl_ms",
     ["--max-tracked-calls"] = "max_tracked_calls", ["--max-pending-input"] = "max_pending_input",
     ["--frame-timeout-ms"] = "frame_timeout_ms", ["--max-ids"] = "max_ids",
+    ["--handshake-timeout-ms"] = "handshake_timeout_ms",
 }
-local TEXT_FLAGS = { ["--redis"] = "redis", ["--prefix"] = "prefix", ["--name"] = "name" }
+local TEXT_FLAGS = { ["--redis"] = "redis", ["--prefix"] = "prefix", ["--name"] = "name", ["--secret-file"] = "secret_file" }
+local TLS_FLAGS = { ["--tls-cert"] = "cert", ["--tls-key"] = "key", ["--tls-ca"] = "ca" }
 local USAGE = "usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots] [--stats-ms N]"
     .. " [--max-tracked-calls N] [--max-pending-input BYTES] [--frame-timeout-ms N] [--max-ids N]"
+    .. " [--secret-file PATH] [--handshake-timeout-ms N] [--tls-cert PEM --tls-key PEM [--tls-ca PEM] [--tls-require-client-cert]]"
     .. " [--redis HOST:PORT] [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]"
 
 --- Parses the command line of the router script.
@@ -218,6 +237,15 @@ function M.parse_args(args)
             if value == nil then error("router: " .. flag .. " needs a value (" .. USAGE .. ")", 0) end
             config[TEXT_FLAGS[flag]] = value
             i = i + 2
+        elseif TLS_FLAGS[flag] then
+            if value == nil then error("router: " .. flag .. " needs a file (" .. USAGE .. ")", 0) end
+            config.tls = config.tls or {}
+            config.tls[TLS_FLAGS[flag]] = value
+            i = i + 2
+        elseif flag == "--tls-require-client-cert" then
+            config.tls = config.tls or {}
+            config.tls.require_client_cert = true
+            i = i + 1
         elseif flag == "--redis-password" then
             log.warn("router: --redis-password shows the password to every user of `ps`: set LUNA_REDIS_PASSWORD instead")
             config.redis_password = value
