@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod proxy;
 pub mod redis;
+pub mod wire;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
