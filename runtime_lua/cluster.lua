@@ -104,12 +104,12 @@ end
 
 -- A problem on a link (refused registration, failed authentication): logged
 -- and reported once per change, not per retry.
-local function link_problem(node, link, err, why)
+local function link_problem(node, link, err, why, id)
     link.state = err
     if link.problem == err then return end
     link.problem = err
-    log.warn(node.name .. ": router " .. link.address .. " refused us: " .. err
-        .. (why and (" (" .. tostring(why) .. ")") or "") .. "; retrying")
+    log.warn(node.name .. ": router " .. link.address .. " refused " .. (id and luna.service_name(id) or "us")
+        .. ": " .. err .. (why and (" (" .. tostring(why) .. ")") or "") .. "; retrying")
     if node.on_router_error then node.on_router_error(link.address, err, why) end
 end
 
@@ -157,7 +157,7 @@ end
 
 local function refused(node, link, id, reason)
     if not link.waiting or not link.waiting[id] then return end
-    link_problem(node, link, tostring(reason))
+    link_problem(node, link, tostring(reason), nil, id)
     local stream = link.stream
     local delay = link.register_backoff or node.backoff_min
     link.register_backoff = math.min(delay * 2, node.backoff_max, 1000) -- the holder may leave any moment
