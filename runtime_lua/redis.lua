@@ -1,7 +1,7 @@
 -- luna.redis: a Redis client on luna's own event loop (nothing blocks).
 --
 --   local redis = require("luna.redis")
---   local db = redis.connect{ host = "127.0.0.1", port = 6379, password = nil, db = 0,
+--   local db = redis.connect{ host = "127.0.0.1", port = 6379, password = nil, db = 0,   -- password: else LUNA_REDIS_PASSWORD
 --                             on_ready = function(db) end, on_down = function(err) end }
 --   luna.go(function() local value, err = db.call("GET", "key") end)  -- in a coroutine
 --   db.send(function(value, err) end, "SET", "key", "value")          -- callback style
@@ -27,6 +27,9 @@ function M.connect(config)
     local command_timeout_ms = config.command_timeout_ms or 5000
     local mgr = config.mgr or luna.create_socket_mgr(16)
 
+    -- The password never needs the command line: LUNA_REDIS_PASSWORD is the default.
+    local password = config.password or os.getenv("LUNA_REDIS_PASSWORD")
+    if password == "" then password = nil end
     local client = { state = "down", last_error = nil, on_message = config.on_message }
     local stream = nil
     local queue, head, tail = {}, 1, 0 -- callbacks of commands awaiting replies, in order
@@ -115,11 +118,11 @@ function M.connect(config)
                 end
             end
         end
-        if config.password then
+        if password then
             if config.username then
-                raw_send(step("AUTH"), "AUTH", config.username, config.password)
+                raw_send(step("AUTH"), "AUTH", config.username, password)
             else
-                raw_send(step("AUTH"), "AUTH", config.password)
+                raw_send(step("AUTH"), "AUTH", password)
             end
         end
         if config.db and config.db ~= 0 then raw_send(step("SELECT"), "SELECT", config.db) end

@@ -155,7 +155,7 @@ local function publish_in_redis(router, config)
     local host, port = cluster.parse_address(config.redis)
     if not host then error("luna.router.start: --redis " .. port, 3) end
     local discovery = require("luna.discovery").start{
-        redis = { host = host, port = port, password = config.redis_password or os.getenv("LUNA_REDIS_PASSWORD"),
+        redis = { host = host, port = port, password = config.redis_password,
                   db = config.redis_db },
         prefix = config.prefix, ttl_ms = config.ttl_ms,
     }
