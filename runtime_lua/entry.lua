@@ -54,6 +54,29 @@ end
 --- Seconds to wait for output to flush when quitting (default 5).
 luna.quit_flush_seconds = 5
 
+--- The entry file's environment (nil before it is imported): the console's eval runs there.
+function luna._entry_env()
+    return entry_env
+end
+
+-- Endpoints the command line asks for (--metrics, --console), opened before
+-- on_start; one that cannot be opened stops the start (exit status 1).
+local function start_endpoints()
+    local options = luna.options or {}
+    local function shown(endpoint)
+        local host = endpoint.host:find(":", 1, true) and ("[" .. endpoint.host .. "]") or endpoint.host
+        return host .. ":" .. endpoint.port
+    end
+    if options.metrics then
+        local ok, err = require("luna.metrics").serve(options.metrics.host, options.metrics.port)
+        if not ok then error("--metrics " .. shown(options.metrics) .. ": cannot serve the metrics: " .. err, 0) end
+    end
+    if options.console then
+        local ok, err = require("luna.console").start(options.console.host, options.console.port)
+        if not ok then error("--console " .. shown(options.console) .. ": cannot open the console: " .. err, 0) end
+    end
+end
+
 local function call_loop(on_loop)
     local ok, err = xpcall(on_loop, traceback, luna.get_time_ms())
     if not ok then
@@ -71,6 +94,7 @@ function luna_entry(entry_file, ...)
     if not real then error("cannot open entry script '" .. tostring(entry_file) .. "'", 0) end
     importer.set_base_dir(real:match("^(.*)/[^/]*$"))
     entry_env = import(real)
+    start_endpoints()
     local on_start = entry_env.on_start
     if on_start then on_start(...) end
     luna._notify("READY=1") -- a supervisor (systemd Type=notify) may now route traffic here

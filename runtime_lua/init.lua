@@ -5,6 +5,7 @@ require("luna.log")
 require("luna.timer")
 require("luna.import")
 require("luna.entry")
+require("luna.metrics") -- luna.metrics: script metrics, served with --metrics
 
 -- The seed luna exposed the socket manager constructor as a global.
 create_socket_mgr = luna.create_socket_mgr

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::log::{self, Format, Level};
-use crate::lua::{self, Options};
+use crate::lua::{self, Endpoint, Options};
 use crate::pid_file;
 
 const USAGE: &str = "\
@@ -25,6 +25,13 @@ options:
                        (env LUNA_LOG_FORMAT)
       --pid-file PATH  write the process id to PATH; removed at exit
       --runtime DIR    load the runtime Lua from DIR (env LUNA_RUNTIME)
+      --metrics HOST:PORT
+                       serve GET /metrics (Prometheus text format) there
+      --console HOST:PORT
+                       open the debug console there (nc HOST PORT; try help);
+                       loopback only unless LUNA_CLUSTER_SECRET is set, and
+                       then clients must send `auth SECRET` first
+                       (a bare PORT means 127.0.0.1:PORT)
 
 Everything after ENTRY.lua is passed to the script as luna.args.
 With NOTIFY_SOCKET set (systemd Type=notify), luna sends READY=1 once
@@ -48,6 +55,8 @@ pub enum Command {
         log_file: Option<PathBuf>,
         log_format: Format,
         pid_file: Option<PathBuf>,
+        metrics: Option<Endpoint>,
+        console: Option<Endpoint>,
     },
 }
 
@@ -59,6 +68,32 @@ fn level_value(source: &str, text: &str) -> Result<Level, String> {
 
 fn format_value(source: &str, text: &str) -> Result<Format, String> {
     Format::parse(text).ok_or_else(|| format!("{source}: unknown log format '{text}' (use text or json)"))
+}
+
+/// `HOST:PORT`, `[IPV6]:PORT` or a bare `PORT` (127.0.0.1).
+fn endpoint_value(flag: &str, text: &str) -> Result<Endpoint, String> {
+    let bad = |why: &str| format!("{flag}: {why} in '{text}' (use HOST:PORT, e.g. 127.0.0.1:9100)");
+    let (host, port) = match text.rsplit_once(':') {
+        None => ("127.0.0.1", text),
+        Some((host, port)) => {
+            let host = match host.strip_prefix('[') {
+                Some(inner) => inner.strip_suffix(']').ok_or_else(|| bad("unclosed '['"))?,
+                None if host.contains(':') => return Err(bad("an IPv6 address needs brackets")),
+                None => host,
+            };
+            (host, port)
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| bad("the port must be a number 0-65535"))?;
+    Ok(Endpoint {
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// Parses arguments (without the program name), with defaults from the environment.
@@ -74,6 +109,8 @@ pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -
     let mut log_file = env("LUNA_LOG_FILE").map(PathBuf::from);
     let mut log_format = None;
     let mut pid_file = None;
+    let mut metrics = None;
+    let mut console = None;
     let mut rest = args.into_iter();
     let entry = loop {
         let Some(arg) = rest.next() else {
@@ -104,6 +141,8 @@ pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -
             "--log-format" => log_format = Some(format_value("--log-format", &value("--log-format")?)?),
             "--pid-file" => pid_file = Some(PathBuf::from(value("--pid-file")?)),
             "--runtime" => runtime_dir = Some(PathBuf::from(value("--runtime")?)),
+            "--metrics" => metrics = Some(endpoint_value("--metrics", &value("--metrics")?)?),
+            "--console" => console = Some(endpoint_value("--console", &value("--console")?)?),
             "--" => break rest.next().ok_or("missing entry script")?,
             other if other.starts_with('-') && other.len() > 1 => return Err(format!("unknown option '{other}'")),
             _ => break arg,
@@ -128,6 +167,8 @@ pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -
         log_file,
         log_format,
         pid_file,
+        metrics,
+        console,
     })
 }
 
@@ -176,6 +217,8 @@ pub fn main(args: Vec<String>) -> i32 {
             log_file,
             log_format,
             pid_file,
+            metrics,
+            console,
         }) => {
             log::flush_on_exit();
             if let Some(level) = log_level {
@@ -204,6 +247,8 @@ pub fn main(args: Vec<String>) -> i32 {
                 entry,
                 args,
                 runtime_dir,
+                metrics,
+                console,
             });
             pid_file::remove();
             log::flush(log::EXIT_FLUSH_LIMIT);
@@ -332,6 +377,42 @@ mod tests {
         assert!(parse_env(&["m.lua"], &[("LUNA_LOG_LEVEL", "")]).is_ok());
         let error = parse_env(&["--log-level=loud", "m.lua"], &[]).unwrap_err();
         assert!(error.contains("--log-level") && error.contains("'loud'"), "{error}");
+    }
+
+    #[test]
+    fn metrics_and_console_flags() {
+        let endpoint = |host: &str, port| {
+            Some(Endpoint {
+                host: host.to_string(),
+                port,
+            })
+        };
+        match parse(args(&["--metrics", "0.0.0.0:9100", "--console=[::1]:0", "m.lua"])).unwrap() {
+            Command::Run { metrics, console, .. } => {
+                assert_eq!(metrics, endpoint("0.0.0.0", 9100));
+                assert_eq!(console, endpoint("::1", 0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse(args(&["--console", "7000", "m.lua"])).unwrap() {
+            Command::Run { metrics, console, .. } => {
+                assert_eq!(metrics, None);
+                assert_eq!(console, endpoint("127.0.0.1", 7000));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        for bad in [
+            "localhost:http",
+            "127.0.0.1:70000",
+            ":9100",
+            "::1:9100",
+            "[::1:9100",
+            "x",
+        ] {
+            let error = parse(args(&["--metrics", bad, "m.lua"])).unwrap_err();
+            assert!(error.contains("--metrics") && error.contains(bad), "{error}");
+        }
+        assert!(parse(args(&["--console"])).is_err());
     }
 
     #[test]

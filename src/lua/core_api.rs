@@ -44,6 +44,8 @@ pub unsafe fn register(state: *mut lua_State) {
                 (c"_log_dropped", log_dropped),
                 (c"_notify", notify),
                 (c"_set_hooks", set_hooks),
+                (c"_secret_equals", secret_equals),
+                (c"_timers", timers_list),
             ],
         );
         push_str(state, env!("CARGO_PKG_VERSION"));
@@ -321,4 +323,62 @@ unsafe extern "C-unwind" fn set_hooks(state: *mut lua_State) -> c_int {
         host::set_refs(slots);
     }
     0
+}
+
+/// `luna._secret_equals(a, b)`: true when the two strings are equal, compared
+/// in constant time (HMACs of both, checked with `verify_slice`), so the time
+/// taken tells an attacker nothing about how much of a guess was right.
+unsafe extern "C-unwind" fn secret_equals(state: *mut lua_State) -> c_int {
+    use hmac::{KeyInit, Mac};
+    type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+    unsafe {
+        let (Some(a), Some(b)) = (string_arg(state, 1), string_arg(state, 2)) else {
+            return push_fail(state, "_secret_equals: two strings are required");
+        };
+        let tag = |bytes: &[u8]| {
+            let mut mac = <HmacSha256 as KeyInit>::new_from_slice(b"luna secret comparison")
+                .expect("HMAC takes keys of any length");
+            mac.update(bytes);
+            mac
+        };
+        let expected = tag(b).finalize().into_bytes();
+        let equal = tag(a).verify_slice(&expected).is_ok();
+        ffi::lua_pushboolean(state, c_int::from(equal));
+    }
+    1
+}
+
+/// `luna._timers([limit])` -> list of { id, due_ms, period_ms, fn } sorted by
+/// deadline (at most `limit`, default 1000), and the number of live timers.
+unsafe extern "C-unwind" fn timers_list(state: *mut lua_State) -> c_int {
+    unsafe {
+        let limit = integer_arg(state, 1).filter(|&n| n >= 0).unwrap_or(1000) as usize;
+        let now = Instant::now();
+        let (mut list, total) = with_host(|host| (host.timers.iter().collect::<Vec<_>>(), host.timers.len()));
+        list.sort_by_key(|&(id, deadline, _)| (deadline, id));
+        list.truncate(limit);
+        ffi::lua_createtable(state, list.len() as c_int, 0);
+        push_ref(state, refs().timers);
+        for (at, (id, deadline, period)) in list.iter().enumerate() {
+            ffi::lua_createtable(state, 0, 4);
+            ffi::lua_pushinteger(state, *id as i64);
+            super::raw::set_raw_field(state, -2, c"id");
+            let due = deadline
+                .saturating_duration_since(now)
+                .as_millis()
+                .min(i64::MAX as u128) as i64;
+            ffi::lua_pushinteger(state, due);
+            super::raw::set_raw_field(state, -2, c"due_ms");
+            if let Some(period) = period {
+                ffi::lua_pushinteger(state, period.as_millis().min(i64::MAX as u128) as i64);
+                super::raw::set_raw_field(state, -2, c"period_ms");
+            }
+            ffi::lua_rawgeti(state, -2, *id as i64);
+            super::raw::set_raw_field(state, -2, c"fn");
+            ffi::lua_rawseti(state, -3, at as i64 + 1);
+        }
+        ffi::lua_pop(state, 1);
+        ffi::lua_pushinteger(state, total as i64);
+    }
+    2
 }

@@ -36,6 +36,19 @@ pub struct Options {
     pub args: Vec<String>,
     /// Load the runtime Lua from this directory instead of the embedded copy.
     pub runtime_dir: Option<PathBuf>,
+    /// `--metrics HOST:PORT`: serve `GET /metrics` there (`luna.options.metrics`).
+    pub metrics: Option<Endpoint>,
+    /// `--console HOST:PORT`: the debug console's address (`luna.options.console`).
+    pub console: Option<Endpoint>,
+}
+
+/// A host and port from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// An IP address or host name (IPv6 without brackets).
+    pub host: String,
+    /// The port; 0 lets the system pick one.
+    pub port: u16,
 }
 
 /// Runs an entry script to the end; returns the process exit status.
@@ -160,6 +173,19 @@ unsafe fn install_module(state: *mut lua_State, options: &Options) {
             None => ffi::lua_pushnil(state),
         }
         set_raw_field(state, -2, c"runtime_dir");
+        // luna.options: what the command line asks the runtime to start.
+        ffi::lua_createtable(state, 0, 2);
+        for (name, endpoint) in [(c"metrics", &options.metrics), (c"console", &options.console)] {
+            if let Some(endpoint) = endpoint {
+                ffi::lua_createtable(state, 0, 2);
+                push_str(state, &endpoint.host);
+                set_raw_field(state, -2, c"host");
+                ffi::lua_pushinteger(state, i64::from(endpoint.port));
+                set_raw_field(state, -2, c"port");
+                set_raw_field(state, -2, name);
+            }
+        }
+        set_raw_field(state, -2, c"options");
 
         ffi::lua_getglobal(state, c"package".as_ptr());
         ffi::lua_getfield(state, -1, c"loaded".as_ptr());

@@ -21,6 +21,8 @@ const FILES: &[(&str, &str)] = &[
     ("router", include_str!("../../runtime_lua/router.lua")),
     ("redis", include_str!("../../runtime_lua/redis.lua")),
     ("discovery", include_str!("../../runtime_lua/discovery.lua")),
+    ("metrics", include_str!("../../runtime_lua/metrics.lua")),
+    ("console", include_str!("../../runtime_lua/console.lua")),
 ];
 
 /// Pushes the compiled chunk of runtime module `name`, or an error message.

@@ -123,6 +123,13 @@ impl<T: Clone> Timers<T> {
         self.entries.len()
     }
 
+    /// Every live timer: (id, deadline, period), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (TimerId, Instant, Option<Duration>)> + '_ {
+        self.entries
+            .iter()
+            .map(|(&id, entry)| (id, entry.deadline, entry.period))
+    }
+
     /// True when no timer is scheduled.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
