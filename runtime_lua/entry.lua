@@ -59,6 +59,12 @@ function luna._entry_env()
     return entry_env
 end
 
+-- The script could not start: the process exits 1 with this message (the
+-- host prints it as it is: it already names the user's file and line).
+local function start_failed(message)
+    error({ message = message }, 0)
+end
+
 -- Endpoints the command line asks for (--metrics, --console), opened before
 -- on_start; one that cannot be opened stops the start (exit status 1).
 local function start_endpoints()
@@ -69,11 +75,11 @@ local function start_endpoints()
     end
     if options.metrics then
         local ok, err = require("luna.metrics").serve(options.metrics.host, options.metrics.port)
-        if not ok then error("--metrics " .. shown(options.metrics) .. ": cannot serve the metrics: " .. err, 0) end
+        if not ok then start_failed("--metrics " .. shown(options.metrics) .. ": cannot serve the metrics: " .. err) end
     end
     if options.console then
         local ok, err = require("luna.console").start(options.console.host, options.console.port)
-        if not ok then error("--console " .. shown(options.console) .. ": cannot open the console: " .. err, 0) end
+        if not ok then start_failed("--console " .. shown(options.console) .. ": cannot open the console: " .. err) end
     end
 end
 
@@ -88,15 +94,60 @@ local function call_loop(on_loop)
     end
 end
 
+-- The entry's directory is searched first by require, for Lua and C modules.
+local function search_first(dir)
+    package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
+    package.cpath = dir .. "/?.so;" .. package.cpath
+end
+
+-- Loads an entry file (hot-reloaded like any import); returns its environment.
+local function load_entry_file(real)
+    local dir = real:match("^(.*)/[^/]*$")
+    importer.set_base_dir(dir)
+    search_first(dir)
+    local env, err = importer.load(real)
+    if not env then start_failed(err) end
+    return env
+end
+
+-- `luna -m NAME`: a module that require finds, run as the entry: a runtime
+-- module (luna.router...) or a file on package.path.
+local function load_entry_module(name)
+    local short = name:match("^luna%.(.+)$")
+    if short then
+        local on_disk = luna.runtime_dir and luna.realpath(luna.runtime_dir .. "/" .. short .. ".lua")
+        if on_disk then return load_entry_file(on_disk) end
+        local loader = package.searchers[2](name)
+        if type(loader) == "function" then
+            local env = setmetatable({}, { __index = _G })
+            debug.setupvalue(loader, 1, env) -- the chunk's _ENV
+            local ok, err = xpcall(loader, importer.traceback)
+            if not ok then start_failed(err) end
+            return env
+        end
+    end
+    local path, tried = package.searchpath(name, package.path)
+    if not path then
+        start_failed("luna -m: no module '" .. name .. "' (not a luna runtime module; tried:" .. tried .. ")")
+    end
+    return load_entry_file(luna.realpath(path) or path)
+end
+
 --- Runs the entry file: on_start, the loop, on_stop, flush.
 function luna_entry(entry_file, ...)
-    local real = luna.realpath(entry_file)
-    if not real then error("cannot open entry script '" .. tostring(entry_file) .. "'", 0) end
-    importer.set_base_dir(real:match("^(.*)/[^/]*$"))
-    entry_env = import(real)
+    if luna.options and luna.options.module then
+        entry_env = load_entry_module(entry_file)
+    else
+        local real = luna.realpath(entry_file)
+        if not real then start_failed("cannot open entry script '" .. tostring(entry_file) .. "'") end
+        entry_env = load_entry_file(real)
+    end
     start_endpoints()
     local on_start = entry_env.on_start
-    if on_start then on_start(...) end
+    if on_start then
+        local ok, start_err = xpcall(on_start, importer.traceback, ...)
+        if not ok then start_failed(start_err) end
+    end
     luna._notify("READY=1") -- a supervisor (systemd Type=notify) may now route traffic here
     while not quitting() do
         local on_loop = entry_env.on_loop

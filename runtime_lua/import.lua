@@ -48,6 +48,35 @@ function M.set_base_dir(dir)
     base_dir = dir
 end
 
+--- An error's message with the traceback of the script's own frames: the
+--- runtime's frames (from the xpcall that ran the script on) are cut off.
+function M.traceback(message)
+    local text = traceback(tostring(message), 2)
+    local cut = text:find("\n%s*%[C%]: in function 'xpcall'")
+    return cut and text:sub(1, cut - 1) or text
+end
+
+--- Loads a file (a real path) into a new watched environment once; returns
+--- the environment, or nil and the error (file:line, with one traceback).
+function M.load(real)
+    local record = imported[real]
+    if record then return record.env end
+    local source, err = read_file(real)
+    if not source then return nil, "cannot read " .. real .. ": " .. tostring(err) end
+    local env = setmetatable({}, { __index = _G })
+    local chunk, compile_err = load(source, "@" .. real, "t", env)
+    if not chunk then return nil, compile_err end -- already "file:line: message"
+    record = { env = env, source = source }
+    imported[real] = record
+    watch(real)
+    local ok, run_err = xpcall(chunk, M.traceback)
+    if not ok then
+        imported[real] = nil
+        return nil, run_err
+    end
+    return env
+end
+
 function import(path)
     if type(path) ~= "string" then
         error("import: a file path is required", 2)
@@ -56,21 +85,8 @@ function import(path)
     if not real then
         error("import: cannot find '" .. path .. "' (tried " .. tried .. ")", 2)
     end
-    local record = imported[real]
-    if record then return record.env end
-    local source, err = read_file(real)
-    if not source then error("import: cannot read " .. real .. ": " .. tostring(err), 2) end
-    local env = setmetatable({}, { __index = _G })
-    local chunk, compile_err = load(source, "@" .. real, "t", env)
-    if not chunk then error(compile_err, 2) end
-    record = { env = env, source = source }
-    imported[real] = record
-    watch(real)
-    local ok, run_err = xpcall(chunk, traceback)
-    if not ok then
-        imported[real] = nil
-        error(run_err, 0)
-    end
+    local env, err = M.load(real)
+    if not env then error(err, 0) end
     return env
 end
 

@@ -173,8 +173,11 @@ local function caller(what)
     return co
 end
 
-local function send_failed(err)
+-- A call that could not be sent. `shift`: how many values the call adds in
+-- front of the user's arguments, so "argument #N" counts from the user's call.
+local function send_failed(err, shift)
     if err == "closed" then return nil, "connection-lost" end
+    err = tostring(err):gsub("argument #(%d+)", function(n) return "argument #" .. (tonumber(n) - shift) end)
     return nil, err
 end
 
@@ -184,7 +187,7 @@ local function direct_call(timeout_ms, stream, method, ...)
     if not stream._rpc_served then M.serve(stream) end
     local session = new_session()
     local sent, err = stream.call("@call", session, 0, method, ...)
-    if not sent then return send_failed(err) end
+    if not sent then return send_failed(err, 2) end
     return wait(co, session, stream, timeout_ms)
 end
 
@@ -193,7 +196,7 @@ function M.routed_call(timeout_ms, stream, reply_to, mode, target, key, method, 
     local co = caller("a routed call")
     local session = new_session()
     local sent, err = stream._forward(mode, target, key, session, false, "@call", session, reply_to, method, ...)
-    if not sent then return send_failed(err) end
+    if not sent then return send_failed(err, mode == "hash" and 6 or 7) end
     tracked[session] = true
     return wait(co, session, stream, timeout_ms)
 end
@@ -204,7 +207,7 @@ function M.broadcast_call(timeout_ms, stream, reply_to, group, method, ...)
     local co = caller("a broadcast call")
     local session = new_session()
     local sent, err = stream._forward("broadcast", group, 0, session, false, "@call", session, reply_to, method, ...)
-    if not sent then return send_failed(err) end
+    if not sent then return send_failed(err, 7) end
     tracked[session] = true
     gathering[session] = { results = {}, expected = false }
     return wait(co, session, stream, timeout_ms)

@@ -6,18 +6,30 @@ use crate::log::{self, Format, Level};
 use crate::lua::{self, Endpoint, Options};
 use crate::pid_file;
 
+const SHORT_USAGE: &str = "\
+usage: luna [options] ENTRY.lua [args...]
+       luna [options] -m MODULE [args...]     (e.g. luna -m luna.router --listen 127.0.0.1:7101)
+       luna --check FILE.lua...
+       luna --help";
+
 const USAGE: &str = "\
 usage: luna [options] ENTRY.lua [args...]
+       luna [options] -m MODULE [args...]
        luna --check FILE.lua...
 
 Runs ENTRY.lua as a service process: calls luna_entry(ENTRY.lua, args...),
 which imports the entry, calls its on_start, loops (on_loop or the event
 loop) until a quit signal, calls on_stop, flushes output and exits 0.
+With -m, the entry is a module that `require` finds (built in, like
+luna.router, or on package.path), from any directory.
 
 options:
   -h, --help           show this help and exit
   -V, --version        show the version and exit
+  -m MODULE            run MODULE as the entry; what follows is its args
       --check FILE...  compile each file without running it; exit 1 on error
+      --stubs DIR      write the editor stubs (LuaLS/EmmyLua ---@meta files
+                       of the whole luna API) into DIR and exit
       --log-level LVL  debug, info (default), warn or error (env LUNA_LOG_LEVEL)
       --log-file PATH  append log lines to PATH instead of stderr; SIGHUP
                        reopens it (log rotation) (env LUNA_LOG_FILE)
@@ -46,9 +58,14 @@ pub enum Command {
     Version,
     /// Compile these files.
     Check(Vec<String>),
+    /// Print the short usage (no arguments at all).
+    ShortUsage,
+    /// Write the editor stubs into this directory.
+    Stubs(PathBuf),
     /// Run an entry script.
     Run {
         entry: String,
+        module: bool,
         args: Vec<String>,
         runtime_dir: Option<PathBuf>,
         log_level: Option<Level>,
@@ -111,6 +128,10 @@ pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -
     let mut pid_file = None;
     let mut metrics = None;
     let mut console = None;
+    if args.is_empty() {
+        return Ok(Command::ShortUsage);
+    }
+    let mut module = false;
     let mut rest = args.into_iter();
     let entry = loop {
         let Some(arg) = rest.next() else {
@@ -143,8 +164,13 @@ pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -
             "--runtime" => runtime_dir = Some(PathBuf::from(value("--runtime")?)),
             "--metrics" => metrics = Some(endpoint_value("--metrics", &value("--metrics")?)?),
             "--console" => console = Some(endpoint_value("--console", &value("--console")?)?),
+            "--stubs" => return Ok(Command::Stubs(PathBuf::from(value("--stubs")?))),
+            "-m" => {
+                module = true;
+                break value("-m")?;
+            }
             "--" => break rest.next().ok_or("missing entry script")?,
-            other if other.starts_with('-') && other.len() > 1 => return Err(format!("unknown option '{other}'")),
+            other if other.starts_with('-') && other.len() > 1 => return Err(unknown_option(other)),
             _ => break arg,
         }
     };
@@ -161,6 +187,7 @@ pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -
     };
     Ok(Command::Run {
         entry,
+        module,
         args: rest.collect(),
         runtime_dir,
         log_level,
@@ -170,6 +197,49 @@ pub fn parse_with_env(args: Vec<String>, env: &dyn Fn(&str) -> Option<String>) -
         metrics,
         console,
     })
+}
+
+/// Every option, for suggestions.
+const OPTIONS: &[&str] = &[
+    "--help",
+    "--version",
+    "--check",
+    "--stubs",
+    "--log-level",
+    "--log-file",
+    "--log-format",
+    "--pid-file",
+    "--runtime",
+    "--metrics",
+    "--console",
+];
+
+/// "unknown option", with the closest known option when one is close.
+fn unknown_option(given: &str) -> String {
+    let closest = OPTIONS
+        .iter()
+        .map(|option| (edit_distance(given, option), option))
+        .min()
+        .filter(|&(distance, _)| distance <= 2.max(given.len() / 4));
+    match closest {
+        Some((_, option)) => format!("unknown option '{given}' (did you mean {option}?)"),
+        None => format!("unknown option '{given}' (see luna --help)"),
+    }
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 /// Services hold many sockets: lifts the soft descriptor limit to the hard
@@ -209,8 +279,23 @@ pub fn main(args: Vec<String>) -> i32 {
             0
         }
         Ok(Command::Check(files)) => lua::check(&files),
+        Ok(Command::ShortUsage) => {
+            eprintln!("{SHORT_USAGE}");
+            2
+        }
+        Ok(Command::Stubs(dir)) => match lua::write_stubs(&dir) {
+            Ok(count) => {
+                println!("wrote {count} stub files to {}", dir.display());
+                0
+            }
+            Err(error) => {
+                eprintln!("luna: cannot write the stubs to {}: {error}", dir.display());
+                1
+            }
+        },
         Ok(Command::Run {
             entry,
+            module,
             args,
             runtime_dir,
             log_level,
@@ -245,6 +330,7 @@ pub fn main(args: Vec<String>) -> i32 {
             }
             let status = lua::run(&Options {
                 entry,
+                module,
                 args,
                 runtime_dir,
                 metrics,
@@ -255,7 +341,7 @@ pub fn main(args: Vec<String>) -> i32 {
             status
         }
         Err(message) => {
-            eprintln!("luna: {message}\n\n{USAGE}");
+            eprintln!("luna: {message}\n\n{SHORT_USAGE}");
             2
         }
     }
@@ -297,7 +383,25 @@ mod tests {
         );
         assert!(parse(args(&["--check"])).is_err());
         assert!(parse(args(&["--bogus"])).is_err());
-        assert!(parse(args(&[])).is_err());
+        assert_eq!(parse(args(&[])), Ok(Command::ShortUsage));
+        assert_eq!(
+            parse(args(&["--log-levl", "x.lua"])),
+            Err("unknown option '--log-levl' (did you mean --log-level?)".into())
+        );
+        assert_eq!(
+            parse(args(&["--zzzzzzzz"])),
+            Err("unknown option '--zzzzzzzz' (see luna --help)".into())
+        );
+        match parse(args(&["-m", "luna.router", "--listen", "x"])).unwrap() {
+            Command::Run {
+                entry, module, args: a, ..
+            } => {
+                assert_eq!((entry.as_str(), module), ("luna.router", true));
+                assert_eq!(a, args(&["--listen", "x"]));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(parse(args(&["--stubs", "d"])), Ok(Command::Stubs(PathBuf::from("d"))));
         assert!(parse(args(&["--log-level=loud", "x.lua"])).is_err());
     }
 

@@ -9,7 +9,8 @@ use mlua::ffi::{self, lua_State};
 use super::host::{self, refs, with_host};
 use super::pass;
 use super::raw::{
-    integer_arg, make_ref, push_fail, push_ref, push_str, raw_field, set_functions, str_arg, string_arg, traceback,
+    integer_arg, make_ref, push_fail, push_fail_detail, push_ref, push_str, raw_field, set_functions, str_arg,
+    string_arg, traceback,
 };
 use super::sockets::{create_socket_mgr, hash_key_arg, timeout_arg};
 use crate::log::{self, Level};
@@ -145,11 +146,17 @@ unsafe extern "C-unwind" fn service_id_fn(state: *mut lua_State) -> c_int {
         };
         match id {
             Some(id) => ffi::lua_pushinteger(state, i64::from(id)),
-            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+            None => {
+                let why = "want luna.service_id(\"group.index\") or luna.service_id(group 1-255, index 1-65535)";
+                return push_fail_detail(state, crate::net::errors::INVALID_PARAM, why);
+            }
         }
     }
     1
 }
+
+/// What the argument of service_group/index/name must be.
+const ID_EXPECTED: &str = "the argument #1 must be a service id (an integer)";
 
 unsafe fn id_arg(state: *mut lua_State) -> Option<u32> {
     unsafe { integer_arg(state, 1) }.and_then(|id| u32::try_from(id).ok())
@@ -159,7 +166,7 @@ unsafe extern "C-unwind" fn service_group(state: *mut lua_State) -> c_int {
     unsafe {
         match id_arg(state) {
             Some(id) => ffi::lua_pushinteger(state, i64::from(service_id::group(id))),
-            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+            None => return push_fail_detail(state, crate::net::errors::INVALID_PARAM, ID_EXPECTED),
         }
     }
     1
@@ -169,7 +176,7 @@ unsafe extern "C-unwind" fn service_index(state: *mut lua_State) -> c_int {
     unsafe {
         match id_arg(state) {
             Some(id) => ffi::lua_pushinteger(state, i64::from(service_id::index(id))),
-            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+            None => return push_fail_detail(state, crate::net::errors::INVALID_PARAM, ID_EXPECTED),
         }
     }
     1
@@ -179,7 +186,7 @@ unsafe extern "C-unwind" fn service_name(state: *mut lua_State) -> c_int {
     unsafe {
         match id_arg(state) {
             Some(id) => push_str(state, &service_id::name(id)),
-            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+            None => return push_fail_detail(state, crate::net::errors::INVALID_PARAM, ID_EXPECTED),
         }
     }
     1
@@ -190,7 +197,10 @@ unsafe extern "C-unwind" fn hash_key(state: *mut lua_State) -> c_int {
     unsafe {
         match hash_key_arg(state, 1) {
             Some(hash) => ffi::lua_pushinteger(state, hash as i64),
-            None => return push_fail(state, crate::net::errors::INVALID_PARAM),
+            None => {
+                let why = "key (argument #1) must be an integer or a string";
+                return push_fail_detail(state, crate::net::errors::INVALID_PARAM, why);
+            }
         }
     }
     1

@@ -11,6 +11,7 @@ mod raw;
 mod runtime_files;
 mod security_options;
 mod sockets;
+mod stubs;
 
 use std::ffi::{CString, c_int};
 use std::path::PathBuf;
@@ -26,12 +27,14 @@ use crate::runtime::timers::Timers;
 use crate::runtime::waiter::Waiter;
 use crate::runtime::{signals, watcher::Watcher};
 use host::{Host, Refs};
-use raw::{lossy, make_ref, push_str, set_raw_field, traceback};
+use raw::{lossy, make_ref, push_str, raw_field, set_raw_field, traceback};
 
 /// What `luna entry.lua args...` runs.
 pub struct Options {
-    /// The entry script.
+    /// The entry script, or with `module` the name of a module to run as the entry.
     pub entry: String,
+    /// `-m`: `entry` names a module that `require` finds.
+    pub module: bool,
     /// Arguments after the entry.
     pub args: Vec<String>,
     /// Load the runtime Lua from this directory instead of the embedded copy.
@@ -50,6 +53,8 @@ pub struct Endpoint {
     /// The port; 0 lets the system pick one.
     pub port: u16,
 }
+
+pub use stubs::write_stubs;
 
 /// Runs an entry script to the end; returns the process exit status.
 pub fn run(options: &Options) -> i32 {
@@ -130,6 +135,12 @@ unsafe fn run_entry(state: *mut lua_State, options: &Options) -> c_int {
         let code = if status == ffi::LUA_OK {
             0
         } else {
+            // The runtime reports the script's own start-up errors as { message = ... },
+            // already pointing at the user's file and line with one traceback.
+            if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
+                raw_field(state, -1, c"message");
+                ffi::lua_replace(state, -2);
+            }
             let message = lossy(state, -1);
             if log::has_file() {
                 log::error(&message);
@@ -185,7 +196,12 @@ unsafe fn install_module(state: *mut lua_State, options: &Options) {
                 set_raw_field(state, -2, name);
             }
         }
+        ffi::lua_pushboolean(state, c_int::from(options.module));
+        set_raw_field(state, -2, c"module");
         set_raw_field(state, -2, c"options");
+        // For the default package.cpath: the distribution's Lua module directory is per architecture.
+        push_str(state, std::env::consts::ARCH);
+        set_raw_field(state, -2, c"arch");
 
         ffi::lua_getglobal(state, c"package".as_ptr());
         ffi::lua_getfield(state, -1, c"loaded".as_ptr());

@@ -71,9 +71,14 @@ pub unsafe fn raise(state: *mut lua_State, message: &'static CStr) -> ! {
     }
 }
 
-/// Message handler for `lua_pcall`: the error with a traceback.
+/// Message handler for `lua_pcall`: the error with a traceback. Table errors
+/// pass through unchanged (they carry their own message).
 pub unsafe extern "C-unwind" fn traceback(state: *mut lua_State) -> c_int {
     unsafe {
+        if ffi::lua_type(state, 1) == ffi::LUA_TTABLE {
+            ffi::lua_settop(state, 1);
+            return 1;
+        }
         let message = ffi::lua_tostring(state, 1);
         if message.is_null() {
             let kind = CStr::from_ptr(ffi::luaL_typename(state, 1))

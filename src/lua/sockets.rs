@@ -18,6 +18,11 @@ use crate::net::frame::{Kind, Mode, Route};
 use crate::net::{Framing, Limits, SendError, Token, errors};
 use crate::route::{RouteError, hash_bytes, hash_integer, service_id};
 
+/// What an argument that must be a service id should look like.
+const SERVICE_ID_EXPECTED: &str = "service id (argument #1) must be \"group.index\" or an integer group << 16 | index";
+/// What an argument that must be a group should look like.
+const GROUP_EXPECTED: &str = "group (argument #1) must be an integer 1-255";
+
 /// Default connect timeout when the script gives none.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `max_fd` when the script gives none.
@@ -87,7 +92,13 @@ pub unsafe extern "C-unwind" fn create_socket_mgr(state: *mut lua_State) -> c_in
             ffi::LUA_TNONE | ffi::LUA_TNIL => DEFAULT_MAX_FD,
             _ => match integer_arg(state, 1) {
                 Some(n) if n > 0 => n as usize,
-                _ => return push_fail(state, errors::INVALID_PARAM),
+                _ => {
+                    return push_fail_detail(
+                        state,
+                        errors::INVALID_PARAM,
+                        "max_fd (argument #1) must be an integer > 0",
+                    );
+                }
             },
         };
         let mgr = with_host(|host| host.net.create_manager(max_fd));
@@ -255,7 +266,11 @@ unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
 unsafe extern "C-unwind" fn mgr_set_package_size(state: *mut lua_State) -> c_int {
     unsafe {
         let Some(bytes) = integer_arg(state, 1).filter(|&n| n > 0) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            return push_fail_detail(
+                state,
+                errors::INVALID_PARAM,
+                "bytes (argument #1) must be an integer > 0",
+            );
         };
         let mgr = manager_index(state);
         with_host(|host| host.net.manager(mgr).map(|m| m.package_size = bytes as usize));
@@ -285,13 +300,16 @@ unsafe fn group_arg(state: *mut lua_State, index: c_int) -> Option<u32> {
 unsafe extern "C-unwind" fn mgr_route(state: *mut lua_State) -> c_int {
     unsafe {
         let Some(id) = service_id_arg(state, 1) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            return push_fail_detail(state, errors::INVALID_PARAM, SERVICE_ID_EXPECTED);
         };
         let token = match ffi::lua_type(state, 2) {
             ffi::LUA_TNONE | ffi::LUA_TNIL => None,
             _ => match integer_arg(state, 2) {
                 Some(token) => Some(token as Token),
-                None => return push_fail(state, errors::INVALID_PARAM),
+                None => {
+                    let why = "token (argument #2) must be a stream's token, 0 or nil";
+                    return push_fail_detail(state, errors::INVALID_PARAM, why);
+                }
             },
         };
         let is_master = ffi::lua_toboolean(state, 3) != 0;
@@ -323,7 +341,11 @@ unsafe extern "C-unwind" fn mgr_route(state: *mut lua_State) -> c_int {
 unsafe fn set_limit(state: *mut lua_State, apply: fn(&mut Limits, u64)) -> c_int {
     unsafe {
         let Some(value) = integer_arg(state, 1).filter(|&n| n >= 0) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            return push_fail_detail(
+                state,
+                errors::INVALID_PARAM,
+                "the limit (argument #1) must be an integer >= 0",
+            );
         };
         let mgr = manager_index(state);
         with_host(|host| host.net.manager(mgr).map(|m| apply(&mut m.limits, value as u64)));
@@ -358,8 +380,15 @@ unsafe extern "C-unwind" fn mgr_set_max_ids(state: *mut lua_State) -> c_int {
 
 unsafe extern "C-unwind" fn mgr_set_master(state: *mut lua_State) -> c_int {
     unsafe {
-        let (Some(group), Some(token)) = (group_arg(state, 1), integer_arg(state, 2)) else {
-            return push_fail(state, errors::INVALID_PARAM);
+        let Some(group) = group_arg(state, 1) else {
+            return push_fail_detail(state, errors::INVALID_PARAM, GROUP_EXPECTED);
+        };
+        let Some(token) = integer_arg(state, 2) else {
+            return push_fail_detail(
+                state,
+                errors::INVALID_PARAM,
+                "token (argument #2) must be a stream's token or 0",
+            );
         };
         let mgr = manager_index(state);
         with_host(|host| {
@@ -405,7 +434,8 @@ unsafe fn send_args(state: *mut lua_State, kind: Kind, route: Option<&Route>, fi
     unsafe {
         let last = ffi::lua_gettop(state);
         if last < first {
-            return push_fail(state, errors::INVALID_PARAM);
+            let why = format!("a message (argument #{first}) is required");
+            return push_fail_detail(state, errors::INVALID_PARAM, &why);
         }
         // Encoding reads the stack without allocating, so the host may stay borrowed.
         let result = with_host(|host| {
@@ -422,7 +452,12 @@ unsafe extern "C-unwind" fn stream_call(state: *mut lua_State) -> c_int {
 
 unsafe fn forward(state: *mut lua_State, mode: Mode, target: Option<u32>, key: u64, first: c_int) -> c_int {
     let Some(target) = target else {
-        return unsafe { push_fail(state, errors::INVALID_PARAM) };
+        let why = if mode == Mode::Target {
+            SERVICE_ID_EXPECTED
+        } else {
+            GROUP_EXPECTED
+        };
+        return unsafe { push_fail_detail(state, errors::INVALID_PARAM, why) };
     };
     let route = Route {
         mode,
@@ -463,7 +498,8 @@ pub unsafe fn hash_key_arg(state: *mut lua_State, index: c_int) -> Option<u64> {
 unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int {
     unsafe {
         let Some(key) = hash_key_arg(state, 2) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            let why = "key (argument #2) must be an integer or a string";
+            return push_fail_detail(state, errors::INVALID_PARAM, why);
         };
         forward(state, Mode::Hash, group_arg(state, 1), key, 3)
     }
@@ -474,7 +510,8 @@ unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int 
 unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_int {
     unsafe {
         let Some(mode) = str_arg(state, 1).and_then(Mode::from_name) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            let why = "mode (argument #1) must be target, master, random, broadcast or hash";
+            return push_fail_detail(state, errors::INVALID_PARAM, why);
         };
         let target = if mode == Mode::Target {
             service_id_arg(state, 2)
@@ -488,7 +525,8 @@ unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_i
         };
         let session = integer_arg(state, 4).and_then(|s| u32::try_from(s).ok());
         let (Some(target), Some(key), Some(session)) = (target, key, session) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            let why = "target (argument #2), key (argument #3) or session (argument #4) is not valid";
+            return push_fail_detail(state, errors::INVALID_PARAM, why);
         };
         let route = Route {
             mode,
@@ -506,7 +544,7 @@ unsafe extern "C-unwind" fn stream_cancel(state: *mut lua_State) -> c_int {
     let token = token(state);
     unsafe {
         let Some(session) = integer_arg(state, 1).and_then(|s| u32::try_from(s).ok()) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            return push_fail_detail(state, errors::INVALID_PARAM, "session (argument #1) must be a u32");
         };
         let result = with_host(|host| {
             host.net.send_with(token, Kind::Cancel, None, |out| {
@@ -541,7 +579,7 @@ unsafe extern "C-unwind" fn redis_command(state: *mut lua_State) -> c_int {
     unsafe {
         let last = ffi::lua_gettop(state);
         if last < 1 {
-            return push_fail(state, errors::INVALID_PARAM);
+            return push_fail_detail(state, errors::INVALID_PARAM, "a command name (argument #1) is required");
         }
         let result = with_host(|host| host.net.send_raw(token, |out| encode_command(state, 1, last, out)));
         push_send_result(state, result)
@@ -552,7 +590,7 @@ unsafe extern "C-unwind" fn stream_set_timeout(state: *mut lua_State) -> c_int {
     let token = token(state);
     unsafe {
         let Some(ms) = integer_arg(state, 1).filter(|&ms| ms >= 0) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            return push_fail_detail(state, errors::INVALID_PARAM, "ms (argument #1) must be an integer >= 0");
         };
         let ok = with_host(|host| host.net.set_idle_timeout(token, Duration::from_millis(ms as u64)));
         push_bool_or_closed(state, ok)
@@ -572,7 +610,11 @@ unsafe fn buffer_size(state: *mut lua_State, apply: fn(&mut crate::net::NetCore,
     let token = token(state);
     unsafe {
         let Some(bytes) = integer_arg(state, 1).filter(|&n| n > 0) else {
-            return push_fail(state, errors::INVALID_PARAM);
+            return push_fail_detail(
+                state,
+                errors::INVALID_PARAM,
+                "bytes (argument #1) must be an integer > 0",
+            );
         };
         let ok = with_host(|host| apply(&mut host.net, token, bytes as usize));
         push_bool_or_closed(state, ok)
