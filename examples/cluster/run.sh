@@ -19,7 +19,7 @@ IFS=, read -ra routers <<< "$CLUSTER_ROUTERS"
 discovery=()
 [ -n "${CLUSTER_REDIS:-}" ] && discovery=(--redis "$CLUSTER_REDIS" --prefix cluster)
 for address in "${routers[@]}"; do
-    "$LUNA" runtime_lua/router.lua --listen "$address" "${discovery[@]}" & pids+=($!)
+    "$LUNA" -m luna.router --listen "$address" "${discovery[@]}" & pids+=($!)
 done
 sleep 0.5
 for id in 2.1 2.2 2.3; do "$LUNA" examples/cluster/mail.lua "$id" & pids+=($!); done

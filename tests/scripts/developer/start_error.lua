@@ -1,0 +1,4 @@
+function on_start()
+    local settings = nil
+    return settings.port
+end

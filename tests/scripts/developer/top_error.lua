@@ -1,0 +1,2 @@
+local function fail() error("boom at the top level") end
+fail()
