@@ -30,6 +30,7 @@
 local luna = luna
 local log = luna.log
 local rpc = require("luna.rpc")
+local membership = require("luna.membership")
 
 local M = {}
 
@@ -78,7 +79,11 @@ local function to_id(id, level)
     return value
 end
 
-local FORWARDS = { "forward_target", "forward_master", "forward_random", "forward_broadcast", "forward_hash" }
+-- The forward functions of a node and the mode each routes by.
+local FORWARDS = {
+    forward_target = "target", forward_master = "master", forward_random = "random",
+    forward_broadcast = "broadcast", forward_hash = "hash",
+}
 -- Fields of the configuration a restart (hot reload) of cluster.start updates.
 local HOOKS = { "on_call", "handlers", "on_forward_error", "on_router_change", "on_router_error" }
 
@@ -98,6 +103,7 @@ local function pick_router(node)
     elseif previous then
         log.warn(node.name .. ": no live router")
     end
+    if current ~= previous then membership.sync(node) end
     local hook = node.on_router_change
     if hook and current ~= previous then hook(current and current.stream, current and current.address) end
 end
@@ -168,7 +174,14 @@ local function refused(node, link, id, reason)
     end)
 end
 
-local function on_router_message(node, link, stream, msg, ...)
+local on_router_message
+
+-- A one-way message that carries a trace id: ("@trace", trace, msg, ...).
+local function on_traced_message(node, link, stream, trace, ...)
+    return luna.with_trace(trace, on_router_message, node, link, stream, ...)
+end
+
+function on_router_message(node, link, stream, msg, ...)
     if msg == "@pong" then return end
     if msg == "@registered" then return registered(node, link, (...)) end
     if msg == "@refused" then return refused(node, link, ...) end
@@ -176,6 +189,8 @@ local function on_router_message(node, link, stream, msg, ...)
         if link.unregistering then link.unregistering[(...)] = nil end
         return
     end
+    if msg == "@trace" then return on_traced_message(node, link, stream, ...) end
+    if membership.on_message(node, link, msg, ...) then return end
     if rpc.dispatch(stream, node.handlers, node.id, msg, ...) then return end
     local handler = node.on_call
     if handler then
@@ -217,6 +232,7 @@ function connect(node, link)
         stream.set_timeout(node.dead_after_ms)
         if node.draining then return end
         register_all(node, link)
+        membership.link_up(node, link)
     end
     stream.on_call = function(msg, ...) return on_router_message(node, link, stream, msg, ...) end
     stream.on_call_failed = rpc.call_failed
@@ -236,25 +252,65 @@ local function via_current(node, what)
     return nil
 end
 
+-- Sends a forward through the current router; a traced one (inside a
+-- traced handler, or with rpc.tracing) is wrapped as ("@trace", id, msg, ...).
+local function send_forward(node, name, ...)
+    local stream = via_current(node, name)
+    if not stream then return nil, "no-route" end
+    local trace = rpc.outgoing_trace()
+    if not trace then return stream[name](...) end
+    if name == "forward_hash" then
+        local group, key = ...
+        return stream[name](group, key, "@trace", trace, select(3, ...))
+    end
+    return stream[name]((...), "@trace", trace, select(2, ...))
+end
+
 local function add_forwards(node)
-    for _, name in ipairs(FORWARDS) do
+    for name, mode in pairs(FORWARDS) do
         node[name] = function(...)
-            local stream = via_current(node, name)
-            if not stream then return nil, "no-route" end
-            return stream[name](...)
+            local target = ...
+            if node.route_wait_ms and not membership.has_route(node, mode, target) then
+                -- Hold it until the target registers (start-up ordering), or report no-route.
+                local args = table.pack(...)
+                local function send() send_forward(node, name, table.unpack(args, 1, args.n)) end
+                local function fail()
+                    local offset = name == "forward_hash" and 3 or 2
+                    on_forward_error(node, "no-route", mode, target, table.unpack(args, offset, args.n))
+                end
+                if membership.hold(node, mode, target, node.route_wait_ms, send, fail) then return 0 end
+                return nil, "no-route"
+            end
+            return send_forward(node, name, ...)
         end
     end
 end
 
 -- The call functions of a node with one timeout (nil: rpc's default).
 local function call_functions(node, timeout_ms)
-    local function routed(mode, target, key, method, ...)
+    local function send(mode, target, key, method, ...)
         local stream = via_current(node, "a call")
         if not stream then return nil, "no-route" end
         if mode == "broadcast" then
             return rpc.broadcast_call(timeout_ms, stream, node.id, target, method, ...)
         end
         return rpc.routed_call(timeout_ms, stream, node.id, mode, target, key, method, ...)
+    end
+    -- With node.wait_for_route(ms), a call whose target has no route yet waits for it.
+    local function routed(mode, target, key, method, ...)
+        local wait_ms = node.route_wait_ms
+        if not wait_ms then return send(mode, target, key, method, ...) end
+        local deadline = luna.get_time_ms() + wait_ms
+        while true do
+            local left = deadline - luna.get_time_ms()
+            if left <= 0 or not membership.wait_for_route(node, mode, target, left) then return nil, "no-route" end
+            local results = table.pack(send(mode, target, key, method, ...))
+            -- The router may not have the route the view shows yet: try again while time is left.
+            if results[1] ~= nil or results[2] ~= "no-route" or luna.get_time_ms() >= deadline then
+                return table.unpack(results, 1, results.n)
+            end
+            luna.sleep(20)
+        end
     end
     return {
         call_target = function(id, ...) return routed("target", id, 0, ...) end,
@@ -488,6 +544,7 @@ function M.start(config)
     }
     for _, field in ipairs(HOOKS) do node[field] = config[field] end
     if log.set_name then log.set_name(node.name) end
+    membership.install(node)
     add_forwards(node)
     add_calls(node)
     add_lifecycle(node)

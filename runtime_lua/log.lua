@@ -28,7 +28,13 @@ local levels = {}
 for _, level in ipairs({ "debug", "info", "warn", "error" }) do
     log[level] = function(...)
         if enabled(level) then
-            core_log(level, format(...))
+            -- Lines written while a traced call or message is handled carry its trace id.
+            local trace = luna.trace_id and luna.trace_id()
+            if trace then
+                core_log(level, "[trace=" .. trace .. "] " .. format(...))
+            else
+                core_log(level, format(...))
+            end
         end
     end
     levels[level] = log[level]

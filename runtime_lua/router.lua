@@ -33,6 +33,19 @@ local function name_of(id)
     return (math.type(id) == "integer" and luna.service_name(id)) or tostring(id)
 end
 
+-- Tells every link that watches membership that `id` came or went.
+local function announce(router, id, up)
+    for _, watcher in pairs(router.watchers) do watcher.call("@member", id, up) end
+end
+
+-- Every id held by a live link, sorted.
+local function members(router)
+    local list = {}
+    for id in pairs(router.owners) do list[#list + 1] = id end
+    table.sort(list)
+    return list
+end
+
 -- The control messages of one accepted link.
 local function serve_link(router, stream)
     local mgr, owners, masters, config = router.mgr, router.owners, router.masters, router.config
@@ -58,10 +71,13 @@ local function serve_link(router, stream)
         if owner and owner ~= stream.token then return refuse(id, "id-in-use") end
         local ok, err = mgr.route(id, stream.token, is_master)
         if not ok then return refuse(id, err) end
-        if not owner then log.info("router: " .. name_of(id) .. " registered from " .. peer) end
         refusals[id] = nil
         ids[id], owners[id] = true, stream.token
         stream.call("@registered", id)
+        if not owner then
+            log.info("router: " .. name_of(id) .. " registered from " .. peer)
+            announce(router, id, true)
+        end
     end
 
     local function unregister(raw_id)
@@ -70,6 +86,7 @@ local function serve_link(router, stream)
             mgr.route(id, nil)
             owners[id], ids[id] = nil, nil
             log.info("router: " .. name_of(id) .. " unregistered")
+            announce(router, id, false)
         end
         stream.call("@unregistered", raw_id)
     end
@@ -92,6 +109,7 @@ local function serve_link(router, stream)
     end
 
     local function gone(err)
+        router.watchers[stream.token] = nil
         for group, token in pairs(masters) do
             if token == stream.token then masters[group] = nil end
         end
@@ -100,6 +118,7 @@ local function serve_link(router, stream)
                 mgr.route(id, config.keep_slots and 0 or nil)
                 owners[id] = nil
                 log.info("router: " .. name_of(id) .. " gone (" .. err .. ")")
+                announce(router, id, false)
             end
         end
     end
@@ -114,6 +133,9 @@ local function serve_link(router, stream)
             unregister(a)
         elseif msg == "@set_master" then
             set_master(a, b)
+        elseif msg == "@watch_members" then
+            router.watchers[stream.token] = stream
+            stream.call("@members", members(router))
         else
             log.warn("router: unknown message " .. tostring(msg) .. " from " .. peer)
         end
@@ -190,6 +212,7 @@ function M.start(config)
         mgr = mgr, listeners = {}, config = config,
         owners = {}, -- service id -> token of the link that holds it
         masters = {}, -- group -> token of the explicit master
+        watchers = {}, -- token -> stream of links told of every registration and departure
         dead_after_ms = config.dead_after_ms or heartbeat_ms * 3,
     }
     local options = {

@@ -17,9 +17,15 @@
 -- (the handler raised an error or does not exist), or the reason the
 -- arguments could not be sent.
 --
--- Wire: a call is the message ("@call", session, reply_to, method, ...);
--- the answer is ("@ret", session, from_id, ok, ...). reply_to is the
+-- Wire: a call is the message ("@call", session, reply_to, method, ...), or
+-- ("@tcall", session, reply_to, trace, method, ...) when it carries a trace
+-- id; the answer is ("@ret", session, from_id, ok, ...). reply_to is the
 -- caller's service id for routed calls, 0 for a direct stream.
+--
+-- Trace ids: a call made while handling a traced call or message carries
+-- the same trace id; with rpc.tracing = true, a call made outside one starts
+-- a new trace. luna.trace_id() reads it in a handler, log lines written
+-- there carry it, and luna.with_trace(id, fn, ...) runs fn under a given id.
 --
 -- The per-call path allocates nothing but what the coroutine switch needs:
 -- a pending call is a few entries in tables keyed by session, and one
@@ -67,6 +73,43 @@ function M.stats()
 end
 
 local resume_logged = luna.resume -- logs an error with the coroutine's traceback
+
+-- Trace ids, per coroutine (the main thread included) while it handles a traced call or message.
+local traces = setmetatable({}, { __mode = "k" })
+local trace_prefix = string.format("%08x", math.random(0, 0x7fffffff))
+local trace_count = 0
+
+--- Calls and traced forwards made outside a traced handler start a new trace when true.
+M.tracing = false
+
+--- The trace id of the call or message being handled here, or nil.
+function luna.trace_id()
+    return traces[running()]
+end
+local current_trace = luna.trace_id
+M.current_trace = current_trace
+
+--- The trace id an outgoing call or forward carries: the current one, or a
+--- new one when tracing is on; nil otherwise.
+function M.outgoing_trace()
+    local trace = traces[running()]
+    if trace == nil and M.tracing then
+        trace_count = trace_count + 1
+        trace = trace_prefix .. string.format("%08x", trace_count & 0xffffffff)
+    end
+    return trace
+end
+
+--- Runs fn(...) with `trace` as the current trace id; returns fn's results.
+function luna.with_trace(trace, fn, ...)
+    local co = running()
+    local previous = traces[co]
+    traces[co] = trace
+    local results = pack(xpcall(fn, traceback, ...))
+    traces[co] = previous
+    if not results[1] then error(results[2], 0) end
+    return table.unpack(results, 2, results.n)
+end
 
 -- Deadlines. While calls are pending, one timer sweeps them every
 -- SWEEP_MS and times out the late ones; a call costs one table entry, and
@@ -186,17 +229,34 @@ local function direct_call(timeout_ms, stream, method, ...)
     local co = caller("rpc.call")
     if not stream._rpc_served then M.serve(stream) end
     local session = new_session()
-    local sent, err = stream.call("@call", session, 0, method, ...)
-    if not sent then return send_failed(err, 2) end
+    local trace = M.outgoing_trace()
+    local sent, err
+    if trace then
+        sent, err = stream.call("@tcall", session, 0, trace, method, ...)
+    else
+        sent, err = stream.call("@call", session, 0, method, ...)
+    end
+    if not sent then return send_failed(err, trace and 3 or 2) end
     return wait(co, session, stream, timeout_ms)
+end
+
+-- Sends a call through a router, with the trace id when there is one.
+local function forward_call(stream, mode, target, key, session, reply_to, method, ...)
+    local trace = M.outgoing_trace()
+    if trace then
+        local sent, err = stream._forward(mode, target, key, session, false, "@tcall", session, reply_to, trace, method, ...)
+        return sent, err, 1
+    end
+    local sent, err = stream._forward(mode, target, key, session, false, "@call", session, reply_to, method, ...)
+    return sent, err, 0
 end
 
 --- A call through a router: `mode` is target, master, random or hash (see luna.cluster).
 function M.routed_call(timeout_ms, stream, reply_to, mode, target, key, method, ...)
     local co = caller("a routed call")
     local session = new_session()
-    local sent, err = stream._forward(mode, target, key, session, false, "@call", session, reply_to, method, ...)
-    if not sent then return send_failed(err, mode == "hash" and 6 or 7) end
+    local sent, err, extra = forward_call(stream, mode, target, key, session, reply_to, method, ...)
+    if not sent then return send_failed(err, (mode == "hash" and 6 or 7) + (extra or 0)) end
     tracked[session] = true
     return wait(co, session, stream, timeout_ms)
 end
@@ -206,8 +266,8 @@ end
 function M.broadcast_call(timeout_ms, stream, reply_to, group, method, ...)
     local co = caller("a broadcast call")
     local session = new_session()
-    local sent, err = stream._forward("broadcast", group, 0, session, false, "@call", session, reply_to, method, ...)
-    if not sent then return send_failed(err, 7) end
+    local sent, err, extra = forward_call(stream, "broadcast", group, 0, session, reply_to, method, ...)
+    if not sent then return send_failed(err, 7 + (extra or 0)) end
     tracked[session] = true
     gathering[session] = { results = {}, expected = false }
     return wait(co, session, stream, timeout_ms)
@@ -272,22 +332,46 @@ local function run_handler(stream, handlers, self_id, session, reply_to, method,
     serving = serving - 1
 end
 
---- Handles one message of a served stream: calls, answers and one-way
---- messages named after a handler. Returns false for anything else.
--- Runs a one-way message named after a handler; false if there is none.
+-- A call that carries a trace id: the handler's coroutine has it while it runs.
+local function run_traced_handler(stream, handlers, self_id, session, reply_to, trace, ...)
+    local co = running()
+    traces[co] = trace
+    run_handler(stream, handlers, self_id, session, reply_to, ...)
+    traces[co] = nil
+end
+
+local function run_traced(trace, handler, ...)
+    local co = running()
+    traces[co] = trace
+    handler(...)
+    traces[co] = nil
+end
+
+-- Runs a one-way message named after a handler (under the current trace, if
+-- any); false if there is none.
 local function one_way(handlers, msg, ...)
     local handler = handlers and handlers[msg]
     if type(handler) ~= "function" then return false end
-    luna.go(handler, ...)
+    local trace = current_trace()
+    if trace then
+        luna.go(run_traced, trace, handler, ...)
+    else
+        luna.go(handler, ...)
+    end
     return true
 end
 
+--- Handles one message of a served stream: calls, answers and one-way
+--- messages named after a handler. Returns false for anything else.
 function M.dispatch(stream, handlers, self_id, msg, ...)
     if msg == "@call" then
         luna.go(run_handler, stream, handlers, self_id, ...)
         return true
     elseif msg == "@ret" then
         on_return(...)
+        return true
+    elseif msg == "@tcall" then
+        luna.go(run_traced_handler, stream, handlers, self_id, ...)
         return true
     end
     return one_way(handlers, msg, ...)
@@ -327,6 +411,7 @@ function M.serve(stream, handlers, fallback)
     stream.on_call = function(msg, ...)
         if msg == "@ret" then return on_return(...) end
         if msg == "@call" then return go(run_handler, stream, handlers, 0, ...) end
+        if msg == "@tcall" then return go(run_traced_handler, stream, handlers, 0, ...) end
         if not one_way(handlers, msg, ...) then
             if fallback then return fallback(msg, ...) end
             log.warn("rpc: no handler for message '" .. tostring(msg) .. "'")

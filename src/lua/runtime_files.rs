@@ -18,6 +18,7 @@ const FILES: &[(&str, &str)] = &[
     ("entry", include_str!("../../runtime_lua/entry.lua")),
     ("rpc", include_str!("../../runtime_lua/rpc.lua")),
     ("cluster", include_str!("../../runtime_lua/cluster.lua")),
+    ("membership", include_str!("../../runtime_lua/membership.lua")),
     ("router", include_str!("../../runtime_lua/router.lua")),
     ("redis", include_str!("../../runtime_lua/redis.lua")),
     ("discovery", include_str!("../../runtime_lua/discovery.lua")),

@@ -1,0 +1,106 @@
+//! Cluster features (issue 15) with real routers and services: membership
+//! events, waiting for a route, trace ids through three services.
+
+mod common;
+
+use std::path::Path;
+
+use common::cluster::Cluster;
+use common::{Luna, eventually};
+
+fn script(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/features").join(name);
+    std::fs::read_to_string(path).expect("test script")
+}
+
+fn cluster(routers: usize) -> Cluster {
+    let head: &'static str = Box::leak(script("client_head.lua").into_boxed_str());
+    Cluster::new(&script("service.lua"), head, routers, &["--heartbeat-ms", "100"])
+}
+
+/// Stdout lines of `client` starting with `prefix`, so far.
+fn lines(client: &Luna, prefix: &str) -> Vec<String> {
+    client.stdout().into_iter().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn membership_events_are_exact_and_survive_a_router_switch() {
+    let mut cluster = cluster(2);
+    cluster.start_service("2.1");
+    cluster.start_service("2.2");
+    let mut watcher = cluster.start_client("9.1", &script("watcher.lua"));
+    watcher.expect("watching");
+    watcher.expect("view 2.1,2.2 via");
+    cluster.start_service("2.3");
+    watcher.expect("member 2.3 up");
+    cluster.kill_service("2.1");
+    watcher.expect("member 2.1 down");
+    watcher.expect("view 2.2,2.3 via");
+
+    // Kill the router the watcher uses: it moves to the other one, and its
+    // view moves with it, without announcing anything that did not change.
+    let via = lines(&watcher, "view ").last().cloned().unwrap();
+    let address = via.rsplit(' ').next().unwrap().to_string();
+    let at = cluster.routers.iter().position(|(_, a)| *a == address).unwrap();
+    let (mut router, _) = cluster.routers.remove(at);
+    router.signal(libc::SIGKILL);
+    router.wait_exit();
+    let other = cluster.routers[0].1.clone();
+    watcher.expect(&format!("view 2.2,2.3 via {other}"));
+    cluster.start_service("2.4");
+    watcher.expect("member 2.4 up");
+    let events: Vec<String> = lines(&watcher, "member ")
+        .into_iter()
+        .filter(|l| l.starts_with("member 2."))
+        .collect();
+    let mut sorted = events.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "member 2.1 down",
+            "member 2.1 up",
+            "member 2.2 up",
+            "member 2.3 up",
+            "member 2.4 up"
+        ],
+        "every change once, nothing repeated by the router switch: {events:?}"
+    );
+}
+
+#[test]
+fn calls_and_forwards_can_wait_for_their_target_to_register() {
+    let mut cluster = cluster(2);
+    let mut waiter = cluster.start_client("9.2", &script("waiter.lua"));
+    assert_eq!(waiter.value("without waiting"), "no-route", "fail-fast is the default");
+    waiter.expect("waiting");
+    cluster.start_service("2.5");
+    let service = cluster.services.remove("2.5").unwrap();
+    assert_eq!(waiter.value("answer"), "hello from 2.5");
+    // The held forward may arrive before the service prints `ready`.
+    eventually("the held forward delivered", || {
+        service.stdout().iter().any(|l| l == "note 2.5 held").then_some(())
+    });
+    assert_eq!(waiter.value("still missing"), "no-route");
+}
+
+#[test]
+fn one_trace_id_follows_a_request_through_three_services() {
+    let mut cluster = cluster(2);
+    for id in ["3.1", "4.1", "5.1"] {
+        cluster.start_service(id);
+    }
+    let mut tracer = cluster.start_client("9.3", &script("tracer.lua"));
+    let line = tracer.value("trace");
+    let (trace, err) = line.split_once(' ').unwrap();
+    assert_eq!(err, "nil", "{line}");
+    assert_eq!(trace.len(), 16, "{line}");
+    for (at, id) in [(1, "3.1"), (2, "4.1"), (3, "5.1")] {
+        let service = cluster.services.get_mut(id).unwrap();
+        let logged = service.expect_err(&format!("hop {at} at {id}"));
+        assert!(
+            logged.contains(&format!("[trace={trace}]")),
+            "{id} logs the request's trace id: {logged}"
+        );
+    }
+}

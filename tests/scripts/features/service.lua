@@ -1,0 +1,30 @@
+-- A service of tests/cluster_features.rs: `luna service.lua <id> <router>...`.
+-- Prints `ready <id>` once registered on every router.
+local cluster = require("luna.cluster")
+local routers = {}
+for i = 2, #luna.args do routers[#routers + 1] = luna.args[i] end
+
+handlers = handlers or {}
+
+-- Logs its trace id and passes the request on to the next id of `path`.
+function handlers.hop(path, at)
+    at = at or 1
+    luna.log.info("hop " .. at .. " at " .. node.name)
+    local next_id = path[at + 1]
+    if not next_id then return luna.trace_id() end
+    return node.call_target(next_id, "hop", path, at + 1)
+end
+
+function handlers.echo(value) return value, node.name end
+
+-- One-way: prints what arrived.
+function handlers.note(text) print("note " .. node.name .. " " .. tostring(text)) end
+
+node = node or cluster.start{ id = luna.args[1], routers = routers, heartbeat_ms = 100, handlers = handlers }
+local ready = false
+luna.interval(20, function()
+    if not ready and #node.live_routers() == #routers then
+        ready = true
+        print("ready " .. node.name)
+    end
+end)

@@ -1,0 +1,13 @@
+-- Calls and forwards to 2.5 before it exists: they wait for its route.
+when_ready(function()
+    local _, err = node.call_target("2.5", "echo", 1)
+    print("without waiting " .. tostring(err))
+    node.wait_for_route(10000)
+    node.forward_target("2.5", "note", "held")
+    print("waiting")
+    local value, name = node.call_target("2.5", "echo", "hello")
+    print("answer " .. tostring(value) .. " from " .. tostring(name))
+    node.wait_for_route(300)
+    local _, late = node.call_target("2.6", "echo", 1)
+    print("still missing " .. tostring(late))
+end)
