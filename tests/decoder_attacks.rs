@@ -52,10 +52,7 @@ fn amplification_payload(size: usize, map: bool) -> Vec<u8> {
 
 /// Peak resident memory of a process (VmHWM), in bytes.
 fn peak_memory(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
+    proc_status_bytes(pid, "VmHWM:")
 }
 
 fn raw_client(port: u16) -> TcpStream {
@@ -105,10 +102,43 @@ fn amplification_frames_are_closed_without_allocating_gigabytes() {
     assert!(server.child.try_wait().unwrap().is_none(), "luna is still running");
 }
 
+/// A line of /proc/<pid>/status in bytes (`VmHWM`, `VmData`...).
+fn proc_status_bytes(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with(key)).expect(key);
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn length_prefixes_alone_do_not_reserve_what_they_declare() {
+    let dir = Dir::new();
+    let mut server = Luna::start(&dir.write("server.lua", ECHO_SERVER), &[]);
+    let port: u16 = server.value("port").parse().unwrap();
+    let mut good = raw_client(port);
+    echo(&mut good, 1);
+    let before = proc_status_bytes(server.pid(), "VmData:");
+    // Each declares a 16 MiB Call and sends its first bytes in pieces, so
+    // that later reads find the prefix already buffered.
+    let mut peers: Vec<TcpStream> = (0..40).map(|_| raw_client(port)).collect();
+    let prefix = ((16u32 << 20) + 1).to_be_bytes();
+    for piece in [&prefix[..], &[1u8, 0x91][..], &[0xc0][..]] {
+        for peer in &mut peers {
+            peer.write_all(piece).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    echo(&mut good, 2);
+    let grown = proc_status_bytes(server.pid(), "VmData:").saturating_sub(before);
+    assert!(grown < 64 << 20, "40 partial frames reserved {} MiB", grown >> 20);
+    drop(peers);
+    echo(&mut good, 3);
+}
+
 /// A fake Redis server: the first connection answers its first command with
-/// `first_reply`; every later connection answers each command with `+PONG`.
-/// Returns the port and the count of connections accepted so far.
-fn fake_redis(first_reply: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
+/// the pieces of `first_reply`, 300 ms apart; every other command gets
+/// `+PONG`. Returns the port and the count of connections accepted so far.
+fn fake_redis(first_reply: Vec<Vec<u8>>) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -125,7 +155,7 @@ fn fake_redis(first_reply: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
 }
 
 /// Answers each complete command (an array of bulk strings) on `socket`.
-fn serve(mut socket: TcpStream, first: bool, first_reply: &[u8]) {
+fn serve(mut socket: TcpStream, first: bool, first_reply: &[Vec<u8>]) {
     let mut pending = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut answered = 0usize;
@@ -137,14 +167,16 @@ fn serve(mut socket: TcpStream, first: bool, first_reply: &[u8]) {
         pending.extend_from_slice(&chunk[..read]);
         while let Some(len) = command_len(&pending) {
             pending.drain(..len);
-            let reply = if first && answered == 0 {
-                first_reply
-            } else {
-                b"+PONG\r\n"
-            };
+            let pong = [b"+PONG\r\n".to_vec()];
+            let reply = if first && answered == 0 { first_reply } else { &pong[..] };
             answered += 1;
-            if socket.write_all(reply).is_err() {
-                return;
+            for (at, piece) in reply.iter().enumerate() {
+                if at > 0 {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                if socket.write_all(piece).is_err() {
+                    return;
+                }
             }
         }
     }
@@ -172,7 +204,7 @@ fn command_len(buf: &[u8]) -> Option<usize> {
 fn a_deeply_nested_redis_reply_closes_that_link_and_the_client_reconnects() {
     let mut nested = b"*1\r\n".repeat(50_000);
     nested.extend_from_slice(b":1\r\n");
-    let (port, accepted) = fake_redis(nested);
+    let (port, accepted) = fake_redis(vec![nested]);
     let dir = Dir::new();
     let script = dir.write(
         "client.lua",
@@ -199,4 +231,36 @@ fn a_deeply_nested_redis_reply_closes_that_link_and_the_client_reconnects() {
     assert!(luna.stderr().contains("bad-package"), "{}", luna.stderr());
     std::thread::sleep(Duration::from_millis(100));
     assert!(luna.child.try_wait().unwrap().is_none(), "luna is still running");
+}
+
+/// Lua client printing "ping PONG" once connected to the Redis port in argument 1.
+const REDIS_CLIENT: &str = r#"
+    local redis = require("luna.redis")
+    local db
+    db = redis.connect{
+        port = tonumber(luna.args[1]), backoff_min_ms = 50,
+        on_ready = function()
+            print("ready")
+            luna.go(function() print("ping " .. tostring(db.call("PING"))) end)
+        end,
+    }
+"#;
+
+#[test]
+fn a_partial_redis_reply_is_not_read_as_a_length_prefix() {
+    // "$100" read as a frame prefix would be a 607 MB body.
+    let mut bulk = b"$100000\r\n".to_vec();
+    bulk.extend_from_slice(&[b'x'; 50_000]);
+    let mut rest = vec![b'x'; 50_000];
+    rest.extend_from_slice(b"\r\n");
+    let (port, accepted) = fake_redis(vec![bulk, rest]);
+    let dir = Dir::new();
+    let mut luna = Luna::start(&dir.write("client.lua", REDIS_CLIENT), &[&port.to_string()]);
+    eventually("a connection", || (accepted.load(Ordering::SeqCst) >= 1).then_some(()));
+    std::thread::sleep(Duration::from_millis(100));
+    let before = proc_status_bytes(luna.pid(), "VmPeak:");
+    luna.expect("ready");
+    assert_eq!(luna.value("ping"), "PONG");
+    let grown = proc_status_bytes(luna.pid(), "VmPeak:").saturating_sub(before);
+    assert!(grown < 64 << 20, "a 100 kB reply reserved {} MiB", grown >> 20);
 }

@@ -242,6 +242,10 @@ impl Decoder<'_> {
 
     unsafe fn string(&mut self, len: usize) -> Result<(), DecodeError> {
         let state = self.state;
+        // The elements still owed need bytes after the string's.
+        if len.saturating_add(self.claimed) > self.remaining() {
+            return self.fail("truncated message");
+        }
         let bytes = self.take(len)?;
         unsafe { ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len()) };
         Ok(())
