@@ -9,7 +9,9 @@ use common::cluster::Cluster;
 use common::{Luna, eventually};
 
 fn script(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/features").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scripts/features")
+        .join(name);
     std::fs::read_to_string(path).expect("test script")
 }
 

@@ -9,7 +9,9 @@ use std::process::Command;
 use common::{Dir, Luna, run_to_end};
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/developer").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scripts/developer")
+        .join(name)
 }
 
 /// Copies a test script into `dir`.
@@ -118,7 +120,11 @@ fn luna_m_runs_the_shipped_router_and_modules_on_the_path_from_any_directory() {
         .output()
         .expect("run luna");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("module entry first-arg"), "{stdout}");
 
     let (code, _, stderr) = run_to_end(elsewhere.dir.path(), &["-m", "no.such.module"]);
@@ -132,7 +138,10 @@ fn no_arguments_print_a_short_usage_and_misspelt_options_a_suggestion() {
     let (code, stdout, stderr) = run_to_end(dir.dir.path(), &[]);
     assert_eq!(code, 2);
     assert!(stdout.is_empty());
-    assert!(stderr.contains("usage: luna") && stderr.contains("-m MODULE"), "{stderr}");
+    assert!(
+        stderr.contains("usage: luna") && stderr.contains("-m MODULE"),
+        "{stderr}"
+    );
     assert!(stderr.lines().count() < 8, "a short usage:\n{stderr}");
     let (code, _, stderr) = run_to_end(dir.dir.path(), &["--log-levl", "debug", "x.lua"]);
     assert_eq!(code, 2);
@@ -158,7 +167,11 @@ fn entry_errors_point_at_the_users_file_with_one_traceback() {
             first.starts_with("luna: ") && first.contains(message) && !first.contains("runtime_lua"),
             "{file}: the first line names the user's file and line:\n{stderr}"
         );
-        assert_eq!(stderr.matches("stack traceback:").count(), tracebacks, "{file}:\n{stderr}");
+        assert_eq!(
+            stderr.matches("stack traceback:").count(),
+            tracebacks,
+            "{file}:\n{stderr}"
+        );
         assert!(
             !stderr.contains("runtime_lua/"),
             "{file}: no frame of the runtime in the traceback:\n{stderr}"
@@ -180,9 +193,18 @@ fn errors_give_their_cause() {
             .to_string()
     };
     assert!(line("refused connect-failed | ").contains("refused"), "{stdout}");
-    assert!(line("unresolved addr-error | ").len() > "unresolved addr-error | ".len() + 3, "{stdout}");
-    assert!(line("bad connect invalid-param | ").contains("host (argument #1)"), "{stdout}");
-    assert!(line("bad listen invalid-param | ").contains("port (argument #2)"), "{stdout}");
+    assert!(
+        line("unresolved addr-error | ").len() > "unresolved addr-error | ".len() + 3,
+        "{stdout}"
+    );
+    assert!(
+        line("bad connect invalid-param | ").contains("host (argument #1)"),
+        "{stdout}"
+    );
+    assert!(
+        line("bad listen invalid-param | ").contains("port (argument #2)"),
+        "{stdout}"
+    );
     assert!(line("bad id invalid-param | ").contains("group 1-255"), "{stdout}");
     assert!(line("unbindable addr-error | ").contains("os error"), "{stdout}");
     assert!(stderr.contains("listen on 203.0.113.7:1 failed"), "{stderr}");

@@ -1,4 +1,28 @@
 //! MessagePack onto the Lua stack.
+//!
+//! # Memory bound
+//!
+//! Decoding never reserves room the input cannot justify, so the memory a
+//! message makes the Lua allocator hand out is at most
+//! [`MAX_BYTES_PER_INPUT_BYTE`] times the payload size, plus
+//! [`MAX_FIXED_BYTES`], whatever its shape:
+//!
+//! - Every element takes at least one byte, so the elements announced by
+//!   the open arrays and maps and not yet started (two per map entry) can
+//!   never outnumber the bytes left. The decoder keeps that sum (`claimed`,
+//!   one add and one compare per table, one subtract per value) and rejects
+//!   the message as `truncated message` the moment it would. Nested headers
+//!   that each claim the rest of the message fail at the second one.
+//! - A table is created with room for at most [`PREALLOCATE_MAX`] elements;
+//!   a longer one grows as its elements are set (Lua doubles it), so what a
+//!   message announces costs nothing until its bytes have been read.
+//!
+//! The worst shapes are containers of empty tables (`[[], [], ...]`): each
+//! one-byte element is a 56-byte Lua table plus its slot in the parent.
+//! `tests::memory_factor_of_every_shape` measures the peak of each shape by
+//! bisecting the Lua allocator's limit (the allocator's count: malloc's own
+//! overhead, about 8-16 bytes per object, comes on top); the fuzz target
+//! `msgpack_decode` and the corpus test check the bound on every input.
 
 use std::ffi::c_int;
 use std::fmt;
@@ -26,10 +50,33 @@ impl fmt::Display for DecodeError {
 /// Most values one message may push as arguments.
 const MAX_ARGUMENTS: u32 = 8000;
 
+/// Most elements a table is created with room for. Up to this size a table
+/// is sized exactly in one allocation (the common case: W7's 1,000-record
+/// message); a longer one grows by doubling, O(1) amortized per element.
+/// 1,024 slots are at most 16 KiB (array) or 24 KiB (map) per table.
+pub const PREALLOCATE_MAX: u32 = 1024;
+
+/// Bound on the Lua memory a message can make the decoder allocate, per
+/// byte of payload (see the module documentation). Measured worst case: 92,
+/// a map of 1,025 pairs of empty arrays (two 56-byte tables per two bytes;
+/// growing past 1,024 entries, Lua holds the old 1,024 nodes of 24 bytes
+/// and the new 2,048 at once). An array of empty tables is 72 to 88,
+/// strings about 1 per byte when long and 16 when two bytes each, integers
+/// and floats 2 to 32.
+pub const MAX_BYTES_PER_INPUT_BYTE: usize = 128;
+
+/// Lua memory a message may take beyond the per-byte bound: the growth of
+/// the Lua stack for its arguments and nesting, which stays for later
+/// messages.
+pub const MAX_FIXED_BYTES: usize = 4096;
+
 struct Decoder<'a> {
     state: *mut lua_State,
     data: &'a [u8],
     pos: usize,
+    /// Elements announced by the open arrays and maps (two per map entry)
+    /// and not started yet; each needs at least one of the bytes left.
+    claimed: usize,
 }
 
 /// Pushes the arguments of one message (a MessagePack array) and returns
@@ -39,7 +86,12 @@ struct Decoder<'a> {
 /// `state` must be a valid Lua state.
 pub unsafe fn decode_args(state: *mut lua_State, data: &[u8]) -> Result<c_int, DecodeError> {
     let top = unsafe { ffi::lua_gettop(state) };
-    let mut decoder = Decoder { state, data, pos: 0 };
+    let mut decoder = Decoder {
+        state,
+        data,
+        pos: 0,
+        claimed: 0,
+    };
     let result = unsafe { decoder.arguments() };
     if result.is_err() {
         unsafe { ffi::lua_settop(state, top) };
@@ -102,9 +154,7 @@ impl Decoder<'_> {
         if count > MAX_ARGUMENTS {
             return self.fail("too many arguments");
         }
-        if count as usize > self.remaining() {
-            return self.fail("truncated message");
-        }
+        self.claim(count as usize)?;
         unsafe {
             if ffi::lua_checkstack(self.state, count as c_int + 4) == 0 {
                 return self.fail("too many arguments");
@@ -119,8 +169,20 @@ impl Decoder<'_> {
         Ok(count as c_int)
     }
 
+    /// Records `elements` more announced elements; fails when the bytes
+    /// left cannot hold every announced element not started yet.
+    fn claim(&mut self, elements: usize) -> Result<(), DecodeError> {
+        self.claimed += elements;
+        if self.claimed > self.remaining() {
+            return self.fail("truncated message");
+        }
+        Ok(())
+    }
+
     unsafe fn value(&mut self, depth: usize) -> Result<(), DecodeError> {
         let state = self.state;
+        // Every call starts one element that `claim` counted.
+        self.claimed -= 1;
         let marker = Marker::from_u8(self.u8()?);
         unsafe {
             match marker {
@@ -180,19 +242,21 @@ impl Decoder<'_> {
 
     unsafe fn string(&mut self, len: usize) -> Result<(), DecodeError> {
         let state = self.state;
+        // The elements still owed need bytes after the string's.
+        if len.saturating_add(self.claimed) > self.remaining() {
+            return self.fail("truncated message");
+        }
         let bytes = self.take(len)?;
         unsafe { ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len()) };
         Ok(())
     }
 
-    fn enter(&self, depth: usize, entries: u32, bytes_per_entry: usize) -> Result<(), DecodeError> {
+    fn enter(&mut self, depth: usize, entries: u32, elements_per_entry: usize) -> Result<(), DecodeError> {
         if depth > MAX_DEPTH {
             return self.fail("tables nested too deep");
         }
-        // Every entry takes at least one byte: reject lengths the data cannot hold before allocating.
-        if (entries as usize).saturating_mul(bytes_per_entry) > self.remaining() {
-            return self.fail("truncated message");
-        }
+        // Reject lengths the data cannot hold before allocating anything.
+        self.claim(entries as usize * elements_per_entry)?;
         if unsafe { ffi::lua_checkstack(self.state, 4) } == 0 {
             return self.fail("tables nested too deep");
         }
@@ -203,7 +267,7 @@ impl Decoder<'_> {
         self.enter(depth, len, 1)?;
         let state = self.state;
         unsafe {
-            ffi::lua_createtable(state, len.min(i32::MAX as u32) as c_int, 0);
+            ffi::lua_createtable(state, len.min(PREALLOCATE_MAX) as c_int, 0);
             for at in 1..=i64::from(len) {
                 self.value(depth)?;
                 ffi::lua_rawseti(state, -2, at);
@@ -216,7 +280,7 @@ impl Decoder<'_> {
         self.enter(depth, len, 2)?;
         let state = self.state;
         unsafe {
-            ffi::lua_createtable(state, 0, len.min(i32::MAX as u32) as c_int);
+            ffi::lua_createtable(state, 0, len.min(PREALLOCATE_MAX) as c_int);
             for _ in 0..len {
                 let key_at = self.pos;
                 self.value(depth)?;

@@ -6,11 +6,12 @@
 //! This is the one module where the codec touches Lua. `resp` does the
 //! same for Redis commands and replies.
 
+pub mod checks;
 mod decode;
 mod encode;
 pub mod resp;
 
-pub use decode::{DecodeError, decode_args};
+pub use decode::{DecodeError, MAX_BYTES_PER_INPUT_BYTE, MAX_FIXED_BYTES, PREALLOCATE_MAX, decode_args};
 pub use encode::encode_args;
 
 /// Deepest table nesting a message may have (the outermost argument table is level 1).

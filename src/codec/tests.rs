@@ -184,3 +184,202 @@ fn decoder_survives_random_and_mutated_input() {
         }
     });
 }
+
+/// An array header for `len` elements.
+fn array_header(len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_array_len(&mut out, len as u32).unwrap();
+    out
+}
+
+/// A message of one argument: a container of `count` copies of `element`
+/// (a map when `map`, with `element` as key and value... as its entries).
+fn container_of(count: usize, element: &[u8], map: bool) -> Vec<u8> {
+    let mut out = vec![0x91];
+    if map {
+        rmp::encode::write_map_len(&mut out, count as u32).unwrap();
+    } else {
+        out.extend(array_header(count));
+    }
+    for _ in 0..count {
+        out.extend_from_slice(element);
+    }
+    out
+}
+
+/// The least Lua memory decoding `payload` needs at its peak (found by
+/// bisecting the allocator's limit), and whether it decoded.
+fn peak_decode_memory(payload: &[u8]) -> (usize, bool) {
+    let lua = super::checks::bare_lua();
+    let (mut low, mut high) = (0usize, 1usize << 30);
+    let mut decoded = false;
+    while low < high {
+        let mid = (low + high) / 2;
+        match super::checks::decode_bounded_on(&lua, payload, mid) {
+            Ok(outcome) => {
+                decoded = outcome.is_ok();
+                high = mid;
+            }
+            Err(_) => low = mid + 1,
+        }
+        lua.gc_collect().unwrap();
+    }
+    (low, decoded)
+}
+
+#[test]
+fn memory_factor_of_every_shape() {
+    let mut shapes: Vec<(String, Vec<u8>)> = Vec::new();
+    for count in [100, 1024, 1025, 1500, 3000, 60_000] {
+        shapes.push((
+            format!("array of {count} empty arrays"),
+            container_of(count, &[0x90], false),
+        ));
+        shapes.push((
+            format!("array of {count} empty maps"),
+            container_of(count, &[0x80], false),
+        ));
+        shapes.push((format!("array of {count} zeros"), container_of(count, &[0x00], false)));
+        shapes.push((
+            format!("map of {count} empty-array pairs"),
+            container_of(count, &[0x90, 0x90], true),
+        ));
+    }
+    let mut strings = vec![0x91];
+    strings.extend(array_header(60_000));
+    let mut ints = strings.clone();
+    let mut floats = strings.clone();
+    let mut keyed = vec![0x91, 0xdf, 0, 0, 0xea, 0x60];
+    for i in 0..60_000u32 {
+        strings.extend_from_slice(&[0xa2, (i >> 8) as u8, i as u8]);
+        rmp::encode::write_sint(&mut ints, i64::from(i) * 1_000_003).unwrap();
+        rmp::encode::write_f64(&mut floats, f64::from(i) + 0.5).unwrap();
+        rmp::encode::write_uint(&mut keyed, u64::from(i) + 1).unwrap();
+        keyed.push(0x90);
+    }
+    shapes.push(("array of 60000 distinct 2-byte strings".into(), strings));
+    shapes.push(("array of 60000 integers".into(), ints));
+    shapes.push(("array of 60000 floats".into(), floats));
+    shapes.push(("map 1..60000 -> empty arrays".into(), keyed));
+    let mut long_string = vec![0x91, 0xdb, 0, 1, 0, 0];
+    long_string.resize(long_string.len() + 65536, b'x');
+    shapes.push(("one 64 KiB string".into(), long_string));
+    let mut nested = vec![0x91; 33];
+    nested.push(0);
+    shapes.push(("32 nested arrays".into(), nested));
+    let mut arguments = vec![0xdc, 0x1f, 0x40];
+    arguments.resize(3 + 8000, 0x90);
+    shapes.push(("8000 empty-array arguments".into(), arguments));
+    let mut nested_wide = vec![0x91];
+    for _ in 0..31 {
+        nested_wide.extend_from_slice(&[0x92, 0x90]);
+    }
+    nested_wide.push(0x90);
+    shapes.push(("31 levels, each with an empty array".into(), nested_wide));
+    let mut worst: f64 = 0.0;
+    for (name, payload) in &shapes {
+        let (peak, decoded) = peak_decode_memory(payload);
+        assert!(decoded, "{name} decodes");
+        let factor = peak as f64 / payload.len() as f64;
+        worst = worst.max(peak.saturating_sub(super::MAX_FIXED_BYTES) as f64 / payload.len() as f64);
+        println!(
+            "{name}: {} bytes -> {peak} bytes of Lua memory ({factor:.1} per byte)",
+            payload.len()
+        );
+        assert!(
+            peak <= super::checks::memory_allowance(payload.len()),
+            "{name}: {peak} bytes for {} bytes of payload",
+            payload.len()
+        );
+    }
+    println!("worst factor beyond the fixed allowance: {worst:.1}");
+    // The attack of issue 17 claims the same bytes at every level: rejected
+    // after the second header, having reserved nothing much.
+    let mut attack = vec![0x91u8];
+    for _ in 0..32 {
+        let left = (65536 - attack.len() - 5) as u32;
+        attack.push(0xdd);
+        attack.extend_from_slice(&left.to_be_bytes());
+    }
+    attack.resize(65536, 0);
+    let (peak, decoded) = peak_decode_memory(&attack);
+    assert!(!decoded);
+    // One table of PREALLOCATE_MAX slots (16 KiB) at most.
+    assert!(peak < 20_000, "the attack took {peak} bytes");
+}
+
+/// Pushes the first reply of `reply` and runs `check` (a chunk given
+/// `value, err` as `...`) on it; returns what the chunk returns.
+fn with_reply(reply: &[u8], check: &str) -> String {
+    let mut text = String::new();
+    with_state(|state| unsafe {
+        let top = ffi::lua_gettop(state);
+        assert_eq!(
+            ffi::luaL_loadbufferx(
+                state,
+                check.as_ptr().cast(),
+                check.len(),
+                c"check".as_ptr(),
+                c"t".as_ptr()
+            ),
+            0
+        );
+        let pushed = super::resp::push_reply(state, reply, 1 << 20);
+        assert_eq!(pushed, Ok(super::resp::Reply::Pushed(reply.len())));
+        assert_eq!(ffi::lua_pcall(state, 2, 1, 0), 0);
+        let mut len = 0;
+        let ptr = ffi::lua_tolstring(state, -1, &mut len);
+        text = String::from_utf8_lossy(std::slice::from_raw_parts(ptr.cast::<u8>(), len)).into_owned();
+        ffi::lua_settop(state, top);
+    });
+    text
+}
+
+#[test]
+fn redis_replies_reach_lua_as_before() {
+    let pair = "local v, e = ... return tostring(v) .. ',' .. tostring(e)";
+    assert_eq!(with_reply(b"+OK\r\n", pair), "OK,nil");
+    assert_eq!(with_reply(b"-ERR bad\r\n", pair), "nil,ERR bad");
+    assert_eq!(
+        with_reply(b":-42\r\n", "local v = ... return math.type(v) .. v"),
+        "integer-42"
+    );
+    assert_eq!(with_reply(b"$2\r\n\0\n\r\n", "local v = ... return #v"), "2");
+    assert_eq!(with_reply(b"$-1\r\n", pair), "nil,nil");
+    assert_eq!(with_reply(b"*-1\r\n", pair), "nil,nil");
+    assert_eq!(
+        with_reply(b"*0\r\n", "local v, e = ... return v.n .. tostring(e)"),
+        "0nil"
+    );
+    assert_eq!(
+        with_reply(
+            b"*4\r\n$3\r\nFoo\r\n$-1\r\n*1\r\n-ERR x\r\n*2\r\n:1\r\n+b\r\n",
+            "local v = ... return table.concat({v.n, v[1], tostring(v[2]), v[3].n, v[3][1].err, v[4].n, v[4][1], v[4][2]}, ' ')"
+        ),
+        "4 Foo nil 1 ERR x 2 1 b"
+    );
+}
+
+/// Encodes the values `code` returns as a Redis command.
+fn command_of(code: &str) -> Result<Vec<u8>, String> {
+    let mut out = b"kept".to_vec();
+    let mut result = Ok(());
+    with_state(|state| unsafe {
+        let count = push_chunk(state, code);
+        let top = ffi::lua_gettop(state);
+        result = super::resp::encode_command(state, top - count + 1, top, &mut out);
+    });
+    result.map(|()| out)
+}
+
+#[test]
+fn redis_commands_are_arrays_of_bulk_strings() {
+    assert_eq!(
+        command_of("return 'SET', 'k\\r\\n', 12, 1.5, -0.0").unwrap(),
+        b"kept*5\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$2\r\n12\r\n$3\r\n1.5\r\n$2\r\n-0\r\n"
+    );
+    assert_eq!(
+        command_of("return 'GET', {}").unwrap_err(),
+        "cannot send a table as a redis argument (argument #2: strings and numbers only)"
+    );
+}

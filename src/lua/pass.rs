@@ -191,7 +191,7 @@ unsafe fn dispatch_replies(state: *mut lua_State, token: Token, data: &[u8], pac
                 ffi::lua_settop(state, top);
                 ffi::lua_pushnil(state); // placeholder: the reply is parsed and dropped
             }
-            match resp::push_reply(state, &data[consumed..]) {
+            match resp::push_reply(state, &data[consumed..], package_size) {
                 Ok(resp::Reply::Pushed(len)) => {
                     consumed += len;
                     if has_handler {
@@ -214,7 +214,8 @@ unsafe fn dispatch_replies(state: *mut lua_State, token: Token, data: &[u8], pac
                 }
                 Err(error) => {
                     ffi::lua_settop(state, top);
-                    log::warn(&format!("closing redis stream {token}: bad reply ({error})"));
+                    let peer = peer_name(token);
+                    log::warn(&format!("closing redis stream {token} ({peer}): bad reply: {error}"));
                     with_host(|host| host.net.fail(token, errors::BAD_PACKAGE));
                     break;
                 }

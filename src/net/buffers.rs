@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::frame::{self, Kind, Route};
 use super::stream::{Flushed, State, Stream};
-use super::{EARLY_FLUSH, Entry, NetCore, NetTimer, READ_CHUNK, SendError, Token, errors, index_of, token_of};
+use super::{EARLY_FLUSH, Entry, Framing, NetCore, NetTimer, READ_CHUNK, SendError, Token, errors, index_of, token_of};
 use crate::log;
 use crate::runtime::waiter::SHORT_READ_DRAINS;
 
@@ -54,9 +54,15 @@ impl NetCore {
         if stream.tls.is_some() {
             return self.read_tls(token, data, from_scratch);
         }
-        // Read a whole large frame in one go once its length is known.
+        // Read a large frame in few reads once its length is known, but
+        // reserve at most as much again as has arrived: a prefix alone
+        // (which may declare up to the package size) must not make us
+        // reserve megabytes the peer never sends. RESP has no prefix.
         let want = match frame::declared_len(&data) {
-            Some(body) if !from_scratch => (frame::PREFIX_LEN + body).saturating_sub(data.len()).max(READ_CHUNK),
+            Some(body) if !from_scratch && stream.framing == Framing::Luna => (frame::PREFIX_LEN + body)
+                .saturating_sub(data.len())
+                .min(data.len())
+                .max(READ_CHUNK),
             _ => READ_CHUNK,
         };
         let before = data.len();
