@@ -210,12 +210,16 @@ fn refused_node_reports_once(router: &Luna, address: &str, refused: &mut Luna) {
 }
 
 /// The router's side of a refused link: logged with the peer's address
-/// (127.0.0.1:port), counted, and nothing registered.
-fn router_refused(router: &Luna, why: &str) {
-    let lines = wait_log(router, "auth-failed", 1);
-    for line in &lines {
+/// (127.0.0.1:port) and the reason (`whys[0]`, or one of the others on
+/// some attempts), counted, and nothing registered.
+fn router_refused(router: &Luna, whys: &[&str]) {
+    wait_log(router, whys[0], 1);
+    for line in log_lines(router, "auth-failed") {
         assert!(line.contains("(127.0.0.1:"), "no peer address in {line:?}");
-        assert!(line.contains(why), "expected {why:?} in {line:?}");
+        assert!(
+            whys.iter().any(|why| line.contains(why)),
+            "expected {whys:?} in {line:?}"
+        );
     }
     assert!(
         log_lines(router, "registered from").is_empty(),
@@ -231,7 +235,7 @@ fn a_wrong_secret_is_refused_on_both_sides() {
     refused_node_reports_once(&router, &address, &mut wrong);
     let detail = last_value(&wrong, &format!("router_error {address} auth-failed")).unwrap();
     assert!(detail.contains("proof is wrong"), "detail: {detail}");
-    router_refused(&router, "proof is wrong");
+    router_refused(&router, &["proof is wrong"]);
     // The router goes on serving everyone else.
     let good = ready_node("2.2", &address, &[("LUNA_CLUSTER_SECRET", SECRET)]);
     find(&good, &format!("status {address} live"));
@@ -243,7 +247,15 @@ fn a_service_without_the_secret_is_refused_on_both_sides() {
     let mut none = node("2.1", &address, &[]);
     refused_node_reports_once(&router, &address, &mut none);
     // Its @register arrived before any handshake: refused, never applied.
-    router_refused(&router, "without authenticating");
+    // (Had the router's Hello reached it before it registered, it would have
+    // closed the link first.)
+    router_refused(
+        &router,
+        &[
+            "without authenticating",
+            "the peer closed the link during the secret handshake",
+        ],
+    );
 }
 
 #[test]
@@ -251,7 +263,7 @@ fn a_router_without_the_secret_is_refused_by_the_service() {
     let (router, address) = router(&[], &[]);
     let mut service = node("2.1", &address, &[("LUNA_CLUSTER_SECRET", SECRET)]);
     refused_node_reports_once(&router, &address, &mut service);
-    router_refused(&router, "the peer wants a cluster secret handshake");
+    router_refused(&router, &["the peer wants a cluster secret handshake"]);
 }
 
 /// What a refused peer receives: the router's Hello (and Proof, sent in
@@ -292,7 +304,7 @@ fn a_replayed_handshake_is_refused_and_its_register_never_applied() {
     assert!(closed, "the router must close a replayed handshake");
     only_the_handshake_and_a_refusal(&frames);
     wait_stat(&router, "auth_failed", 1);
-    router_refused(&router, "proof is wrong");
+    router_refused(&router, &["proof is wrong"]);
 
     // The id is free: an honest peer registers it.
     let mut honest = SecretLink::connect(&address, SECRET.as_bytes()).unwrap();
@@ -339,7 +351,7 @@ fn an_unauthenticated_peer_cannot_register_or_forward() {
     wait_stat(&router, "auth_failed", 2);
 
     // The holder keeps its traffic: calls still reach it after the strangers were closed.
-    let before: u64 = last_value(&holder, "served").unwrap().parse().unwrap();
+    let before: u64 = last_value(&holder, "served").map_or(0, |n| n.parse().unwrap());
     eventually("the holder serves more calls", || {
         let now: u64 = last_value(&holder, "served")?.parse().ok()?;
         (now >= before + 5).then_some(())
