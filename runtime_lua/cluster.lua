@@ -46,7 +46,8 @@ function M.secret_of(config)
     if config.secret_file then
         local file, err = io.open(config.secret_file, "rb")
         if not file then error("luna.cluster: cannot read the secret file: " .. tostring(err), 0) end
-        local secret = (file:read("l") or "")
+        -- The first line, without its line end (also a Windows one).
+        local secret = (file:read("l") or ""):gsub("\r$", "")
         file:close()
         if secret == "" then error("luna.cluster: the secret file " .. config.secret_file .. " is empty", 0) end
         return secret
@@ -238,7 +239,12 @@ function connect(node, link)
     stream.on_call_failed = rpc.call_failed
     stream.on_broadcast_targets = rpc.broadcast_targets
     stream.on_forward_error = function(...) return on_forward_error(node, ...) end
-    stream.on_error = function(reason) link_down(node, link, reason) end
+    stream.on_error = function(reason, detail)
+        -- An open link refused later: a plain link to a router that wants the
+        -- secret, or (TLS 1.3) a client certificate the router rejected.
+        if reason == "auth-failed" or reason == "tls-failed" then link_problem(node, link, reason, detail) end
+        link_down(node, link, reason)
+    end
 end
 
 -- Sends through the current router, or fails with no-route (logged once per outage).

@@ -3,7 +3,8 @@
 -- As a script:   luna runtime_lua/router.lua --listen 127.0.0.1:7001 [--listen ...]
 --                    [--heartbeat-ms 1000] [--keep-slots] [--stats-ms N]
 --                    [--max-tracked-calls N] [--max-pending-input BYTES] [--frame-timeout-ms N] [--max-ids N]
---                    [--secret-file PATH] [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--tls-require-client-cert]]]
+--                    [--secret-file PATH] [--handshake-timeout-ms N]
+--                    [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--tls-require-client-cert]]]
 --                    [--redis HOST:PORT [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]]
 -- Links prove the cluster secret (LUNA_CLUSTER_SECRET, or the first line of
 -- --secret-file) before anything else is accepted; with --tls-* they are TLS.

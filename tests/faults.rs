@@ -114,10 +114,14 @@ fn stat(router: &Luna, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("the router's mgr.stats() has no counter {name:?} (got {value:?})"))
 }
 
-/// Waits for a stats line printed after the current ones.
+/// Waits for a stats line printed after the current ones (two more lines
+/// than now: the next one may have been taken before the counter moved).
+/// Counting, not `expect`: its cursor may still be at older lines.
 fn fresh_stats(router: &mut Luna) {
-    router.expect("stats ");
-    router.expect("stats ");
+    let now = all_stats(router).len();
+    eventually("two fresh stats lines", || {
+        (all_stats(router).len() >= now + 2).then_some(())
+    });
 }
 
 /// Resident memory of a process, in KiB.

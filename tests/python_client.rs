@@ -1,6 +1,8 @@
 //! A client in another language talks to a luna service using only
 //! docs/protocol.md: `tests/python/luna_client.py` (stdlib + `msgpack`)
-//! sends calls and forwards to a luna echo service and checks every reply.
+//! sends calls and forwards to a luna echo service and checks every reply;
+//! then the same against an echo service that listens with a cluster secret,
+//! the client running the handshake of section 10 (written from the page).
 
 mod common;
 
@@ -13,9 +15,10 @@ use common::{Dir, Luna};
 
 /// The echo service: answers `msg, ...` with `"reply:" .. msg, ...` on the
 /// same stream; `register, id` routes service `id` to the calling stream.
+/// With ECHO_SECRET set, its listener requires that cluster secret.
 const ECHO_SERVICE: &str = r#"
 mgr = luna.create_socket_mgr(64)
-listener = assert(mgr.listen("127.0.0.1", 0))
+listener = assert(mgr.listen("127.0.0.1", 0, { secret = os.getenv("ECHO_SECRET") }))
 listener.on_accept = function(stream)
     stream.on_call = function(msg, ...)
         if msg == "register" then
@@ -50,10 +53,11 @@ fn require_msgpack() {
 }
 
 /// Runs the client to its end (killing it after the deadline): (success, stdout, stderr).
-fn run_client(client: &Path, port: &str) -> (bool, String, String) {
+fn run_client(client: &Path, port: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let mut child = Command::new("python3")
         .arg(client)
         .args(["127.0.0.1", port])
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -104,7 +108,7 @@ fn python_client_talks_to_a_luna_service() {
     let mut luna = Luna::start(&script, &[]);
     let port = luna.value("port");
 
-    let (ok, stdout, stderr) = run_client(&client, &port);
+    let (ok, stdout, stderr) = run_client(&client, &port, &[]);
     assert!(
         ok,
         "the Python client failed\n--- python stdout ---\n{stdout}\n--- python stderr ---\n{stderr}\n--- luna stderr ---\n{}",
@@ -120,5 +124,42 @@ fn python_client_talks_to_a_luna_service() {
     assert!(luna.child.try_wait().expect("try_wait").is_none(), "luna exited");
     let log = luna.stderr();
     assert_eq!(log.matches("closing stream").count(), 1, "luna stderr:\n{log}");
+    assert!(!log.contains(" ERROR "), "luna logged an error:\n{log}");
+}
+
+#[test]
+fn python_client_authenticates_with_the_cluster_secret() {
+    require_msgpack();
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/luna_client.py");
+    let secret = "a secret \u{2713} shared by luna and python";
+    let dir = Dir::new();
+    let script = dir.write("echo.lua", ECHO_SERVICE);
+    let mut luna = Luna::start_with(
+        script.parent().unwrap(),
+        &[script.to_str().unwrap()],
+        &[("ECHO_SECRET", secret)],
+    );
+    let port = luna.value("port");
+
+    let (ok, stdout, stderr) = run_client(&client, &port, &[("LUNA_SECRET", secret)]);
+    assert!(
+        ok,
+        "the Python client failed\n--- python stdout ---\n{stdout}\n--- python stderr ---\n{stderr}\n--- luna stderr ---\n{}",
+        luna.stderr()
+    );
+    for check in [
+        "ok   secret handshake",
+        "wrong secret and no handshake refused",
+        "all checks passed",
+    ] {
+        assert!(stdout.contains(check), "no {check:?} in the client output:\n{stdout}");
+    }
+    assert!(luna.child.try_wait().expect("try_wait").is_none(), "luna exited");
+    // Three streams were closed: the garbage one, the wrong secret and the one without a handshake.
+    for why in ["bad-package", "proof is wrong", "without authenticating"] {
+        luna.expect_err(why);
+    }
+    let log = luna.stderr();
+    assert_eq!(log.matches("closing stream").count(), 3, "luna stderr:\n{log}");
     assert!(!log.contains(" ERROR "), "luna logged an error:\n{log}");
 }

@@ -15,8 +15,9 @@ local mode = args[5] or "call"
 local my_id = tonumber(args[6] or "0")
 local group = tonumber(args[7] or "0")
 
+local common = import("common.lua")
 mgr = luna.create_socket_mgr(16)
-stream = assert(mgr.connect("127.0.0.1", port, 5000))
+stream = assert(mgr.connect("127.0.0.1", port, 5000, common.connect_options()))
 local s = stream
 local call, forward_hash = s.call, s.forward_hash
 local count, bad, failed = 0, 0, false
@@ -82,4 +83,4 @@ s.on_call = function(msg, i, payload)
     end
 end
 
-import("common.lua").report_errors(s)
+common.report_errors(s)

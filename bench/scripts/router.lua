@@ -3,10 +3,12 @@
 -- mgr.route(service_id, stream.token) and answers ("registered", service_id).
 -- Forwards are handled by the Rust core without entering Lua.
 -- Prints "port <n>"; prints "forward_failed <n>" whenever that counter grows.
+-- The links are secured as bench/scripts/common.lua says (plain by default).
+local common = import("common.lua")
 mgr = luna.create_socket_mgr(1024)
 streams = {}
 
-listener = assert(mgr.listen("127.0.0.1", 0))
+listener = assert(mgr.listen("127.0.0.1", 0, common.listen_options()))
 listener.on_accept = function(stream)
     streams[stream.token] = stream
     stream.on_call = function(msg, id)

@@ -14,8 +14,9 @@ local mode = args[3] or "echo"
 local peer_id = assert(tonumber(args[4]), "peer id")
 local my_index = luna.service_index(my_id)
 
+local common = import("common.lua")
 mgr = luna.create_socket_mgr(16)
-stream = assert(mgr.connect("127.0.0.1", port, 5000))
+stream = assert(mgr.connect("127.0.0.1", port, 5000, common.connect_options()))
 local s = stream
 local forward_target = s.forward_target
 local count, c0, t0 = 0, 0, 0
@@ -58,4 +59,4 @@ else
     end
 end
 
-import("common.lua").report_errors(s)
+common.report_errors(s)

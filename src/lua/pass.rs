@@ -416,6 +416,20 @@ unsafe fn call_handler(state: *mut lua_State, token: Token, name: &CStr, push_ar
     }
 }
 
+/// Pushes an error string and, when there is one, its detail; returns how many.
+unsafe fn push_error_detail(state: *mut lua_State, error: &str, detail: Option<&str>) -> c_int {
+    unsafe {
+        push_str(state, error);
+        match detail {
+            Some(detail) => {
+                push_str(state, detail);
+                2
+            }
+            None => 1,
+        }
+    }
+}
+
 /// Turns queued notices into callbacks.
 unsafe fn dispatch_notices(state: *mut lua_State) {
     while let Some(notice) = with_host(|host| host.net.pop_notice()) {
@@ -430,33 +444,27 @@ unsafe fn dispatch_notices(state: *mut lua_State) {
                     call_handler(state, token, c"on_connected", &|| 0);
                 }
                 Notice::ConnectFailed(token, error, detail) => {
-                    let push_error = || {
-                        push_str(state, error);
-                        match &detail {
-                            Some(detail) => {
-                                push_str(state, detail);
-                                2
-                            }
-                            None => 1,
-                        }
-                    };
+                    let push_error = || push_error_detail(state, error, detail.as_deref());
                     stream_closed(state, token, error);
                     if !call_handler(state, token, c"on_connect", &push_error)
                         && !call_handler(state, token, c"on_error", &push_error)
                     {
                         log::warn(&format!(
-                            "connect of stream {token} failed: {error} (no on_connect handler)"
+                            "connect of stream {token} failed: {error}{} (no on_connect handler)",
+                            detail.map(|d| format!(" ({d})")).unwrap_or_default()
                         ));
                     }
                     forget_object(state, token);
                 }
-                Notice::Closed(token, error) => {
+                Notice::Closed(token, error, detail) => {
                     stream_closed(state, token, error);
                     if !call_handler(state, token, c"on_error", &|| {
-                        push_str(state, error);
-                        1
+                        push_error_detail(state, error, detail.as_deref())
                     }) {
-                        log::info(&format!("stream {token} closed: {error} (no on_error handler)"));
+                        log::info(&format!(
+                            "stream {token} closed: {error}{} (no on_error handler)",
+                            detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                        ));
                     }
                     forget_object(state, token);
                 }

@@ -111,6 +111,7 @@ impl NetCore {
             let _ = socket.set_nodelay(true);
             let mut stream = Stream::new(mgr, State::Open, None, peer.ip().to_string(), peer.port());
             stream.framing = framing;
+            stream.accepted = true;
             if let Some(security) = &security
                 && let Err(error) = Self::prepare_securing(&mut stream, security, Some(listener_token))
             {

@@ -146,10 +146,7 @@ impl NetCore {
                 if self.is_securing(token) {
                     self.securing_failed(token, errors::TLS_FAILED, &why);
                 } else {
-                    log::warn(&format!(
-                        "closing stream {token} ({}): tls-failed ({why})",
-                        self.peer_of(token)
-                    ));
+                    self.log_closing(token, errors::TLS_FAILED, &why);
                     self.count(token, |stats| stats.tls_failed += 1);
                     self.fail_with(token, errors::TLS_FAILED, Some(why));
                 }

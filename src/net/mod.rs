@@ -64,8 +64,8 @@ pub enum Notice {
     Connected(Token),
     /// A connect failed (error, and what the system or the peer said); the stream is gone.
     ConnectFailed(Token, &'static str, Option<String>),
-    /// An open stream failed; it is gone.
-    Closed(Token, &'static str),
+    /// An open stream failed (error, and what the peer or TLS said); it is gone.
+    Closed(Token, &'static str, Option<String>),
 }
 
 /// Counters a script can read from its manager.
@@ -550,7 +550,8 @@ impl NetCore {
         if !pending {
             return self.fail(token, errors::CONNECTION_LOST);
         }
-        self.notices.push_back(Notice::Closed(token, errors::CONNECTION_LOST));
+        self.notices
+            .push_back(Notice::Closed(token, errors::CONNECTION_LOST, None));
         self.close(token);
     }
 
@@ -571,7 +572,7 @@ impl NetCore {
             (State::Resolving | State::Connecting, _) => Some(Notice::ConnectFailed(token, error, detail)),
             (State::Open, Some(securing)) if securing.accepted_by.is_some() => None,
             (State::Open, Some(_)) => Some(Notice::ConnectFailed(token, error, detail)),
-            (State::Open, None) => Some(Notice::Closed(token, error)),
+            (State::Open, None) => Some(Notice::Closed(token, error, detail)),
             (State::Closing, _) => None,
         };
         self.release(token);

@@ -122,38 +122,45 @@ impl NetCore {
     /// A frame of the secret handshake on a link that has no secret.
     pub fn unexpected_handshake(&mut self, token: Token) {
         self.count(token, |stats| stats.auth_failed += 1);
-        log::warn(&format!(
-            "closing stream {token} ({}): auth-failed (the peer wants a cluster secret handshake; this link has no secret)",
-            self.peer_of(token)
-        ));
-        self.fail_with(
-            token,
-            errors::AUTH_FAILED,
-            Some("the peer requires a cluster secret".into()),
-        );
+        let why = "the peer wants a cluster secret handshake; this link has no secret";
+        self.log_closing(token, errors::AUTH_FAILED, why);
+        self.fail_with(token, errors::AUTH_FAILED, Some(why.into()));
+    }
+
+    /// Logs why a link is closed: a warning for a link a listener accepted
+    /// (its script may never have seen it); for a connection we made, the
+    /// script hears it (on_connect or on_error, with the detail), so a
+    /// service that keeps retrying is not logged once per attempt.
+    pub(super) fn log_closing(&self, token: Token, error: &str, why: &str) {
+        let line = format!("closing stream {token} ({}): {error} ({why})", self.peer_of(token));
+        match self.slot(token) {
+            Some(super::Entry::Stream(stream)) if !stream.accepted => log::debug(&line),
+            _ => log::warn(&line),
+        }
     }
 
     /// The handshake failed: tells an accepted peer why (it may be a
-    /// misconfigured service) and closes the link.
+    /// misconfigured service) and closes the link. Our own proof, if still
+    /// queued, leaves first: the peer then logs why precisely (a wrong
+    /// secret) rather than a link closed mid-handshake.
     fn refuse(&mut self, token: Token, error: &AuthError) {
         let accepted = self
             .stream(token)
             .and_then(|s| s.secure.as_ref())
             .is_some_and(|s| s.accepted_by.is_some());
-        if accepted && !matches!(error, AuthError::Refused(_)) {
-            let mut refusal = Vec::new();
-            auth::push_refusal(&mut refusal, &error.to_string());
-            if let Some(stream) = self.stream(token) {
+        if let Some(stream) = self.stream(token) {
+            if accepted && !matches!(error, AuthError::Refused(_)) {
+                let mut refusal = Vec::new();
+                auth::push_refusal(&mut refusal, &error.to_string());
                 stream.push_handshake(&refusal);
-                let _ = stream.flush(); // best effort: the link closes either way
             }
+            let _ = stream.flush(); // best effort: the link closes either way
         }
         self.securing_failed(token, errors::AUTH_FAILED, &error.to_string());
     }
 
     /// Closes a link that could not be secured: logged with the peer, counted.
     pub(super) fn securing_failed(&mut self, token: Token, error: &'static str, why: &str) {
-        let peer = self.peer_of(token);
         self.count(token, |stats| {
             if error == errors::TLS_FAILED {
                 stats.tls_failed += 1;
@@ -161,7 +168,7 @@ impl NetCore {
                 stats.auth_failed += 1;
             }
         });
-        log::warn(&format!("closing stream {token} ({peer}): {error} ({why})"));
+        self.log_closing(token, error, why);
         self.fail_with(token, error, Some(why.to_string()));
     }
 

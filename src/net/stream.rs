@@ -124,6 +124,9 @@ pub struct Stream {
     pub framing: Framing,
     /// The poller reported the peer's end of file: read until it shows.
     pub peer_done: bool,
+    /// Accepted by a listener (not connected by us): its failures are only
+    /// logged, as its script may never have seen it.
+    pub accepted: bool,
     /// The link's handshakes, while it is being secured.
     pub secure: Option<Box<Securing>>,
     /// The TLS session of a TLS stream.
@@ -161,6 +164,7 @@ impl Stream {
             nodelay: true,
             framing: Framing::Luna,
             peer_done: false,
+            accepted: false,
             secure: None,
             tls: None,
             held: None,

@@ -1,9 +1,11 @@
 //! Helpers for tests that run the real `luna` binary on real scripts.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cluster;
 pub mod proxy;
 pub mod redis;
+pub mod secret;
 pub mod wire;
 
 use std::io::{BufRead, BufReader, Read};

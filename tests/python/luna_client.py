@@ -6,6 +6,7 @@ It can be used as a library (frame encoding and decoding, connect, send a
 call, read the next frame) and as a test:
 
     python3 tests/python/luna_client.py HOST PORT
+    LUNA_SECRET=... python3 tests/python/luna_client.py HOST PORT
 
 talks to a luna echo service (see tests/python_client.rs) that answers every
 message `msg, ...` with a message `"reply:" .. msg, ...` on the same stream,
@@ -13,9 +14,17 @@ and that handles `register, service_id` by routing that service id to the
 calling stream (mgr.route). It checks every reply exactly, including int vs
 float and str vs bytes, and exits 0 on success, 1 with a message on the first
 mismatch.
+
+With LUNA_SECRET set in the environment (never on the command line), every
+connection first runs the cluster-secret handshake of docs/protocol.md
+section 10 (standard library: hmac, hashlib, os.urandom), and the test also
+checks that luna refuses a wrong secret and a client that skips the handshake.
 """
 
+import hashlib
+import hmac
 import math
+import os
 import socket
 import struct
 import sys
@@ -33,7 +42,17 @@ KIND_FORWARD = 2
 KIND_DELIVER = 3
 KIND_FORWARD_ERROR = 4
 KIND_CANCEL = 5
+KIND_HELLO = 7
+KIND_PROOF = 8
+KIND_AUTH_FAILED = 9
 KIND_NAMES = {1: "call", 2: "forward", 3: "deliver", 4: "forward-error", 5: "cancel"}
+
+# The cluster-secret handshake (docs/protocol.md section 10).
+AUTH_VERSION = 1
+ROLE_CONNECTOR = 1
+ROLE_ACCEPTOR = 2
+NONCE_LEN = 32
+AUTH_LABEL = b"luna-auth-v1"
 
 MODE_TARGET = 1
 MODE_MASTER = 2
@@ -51,6 +70,10 @@ U64 = (1 << 64) - 1
 
 class ProtocolError(Exception):
     """The peer sent something that is not a luna frame, or closed early."""
+
+
+class AuthError(ProtocolError):
+    """The secret handshake failed: luna refused us, or its proof is wrong."""
 
 
 # ----------------------------------------------------- payload (MessagePack)
@@ -100,6 +123,22 @@ def encode_route(mode, target, key=0, session=0, reply=False):
 def encode_forward(mode, target, payload, key=0, session=0, reply=False):
     """A Forward frame around an already packed payload."""
     return encode_frame(KIND_FORWARD, encode_route(mode, target, key, session, reply) + payload)
+
+
+def encode_hello(role, nonce):
+    """A Hello frame: version 1, our role, a fresh 32-byte nonce."""
+    return encode_frame(KIND_HELLO, bytes([AUTH_VERSION, role]) + nonce)
+
+
+def auth_tag(secret, role, connector_nonce, acceptor_nonce):
+    """HMAC-SHA256(secret, "luna-auth-v1" || role || connector nonce || acceptor nonce)."""
+    message = AUTH_LABEL + bytes([role]) + connector_nonce + acceptor_nonce
+    return hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def encode_proof(tag):
+    """A Proof frame."""
+    return encode_frame(KIND_PROOF, tag)
 
 
 def fnv1a64(data):
@@ -171,10 +210,34 @@ def decode_body(body):
 class Connection:
     """One TCP connection to a luna process."""
 
-    def __init__(self, host, port, timeout=10.0, max_payload=DEFAULT_PACKAGE_SIZE):
+    def __init__(self, host, port, timeout=10.0, max_payload=DEFAULT_PACKAGE_SIZE, secret=None):
+        """secret (bytes): run the cluster-secret handshake first."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.max_payload = max_payload
+        if secret is not None:
+            self.authenticate(secret)
+
+    def authenticate(self, secret):
+        """The connector's side of the handshake: our Hello, luna's Hello,
+        our Proof, luna's Proof (checked in constant time). Raises AuthError."""
+        nonce = os.urandom(NONCE_LEN)
+        self.send_raw(encode_hello(ROLE_CONNECTOR, nonce))
+        body = self.read_body()
+        if body[0] == KIND_AUTH_FAILED:
+            raise AuthError("luna refused us: %s" % body[1:].decode("utf-8", "replace"))
+        if body[0] != KIND_HELLO or len(body) != 3 + NONCE_LEN or body[1] != AUTH_VERSION \
+                or body[2] != ROLE_ACCEPTOR:
+            raise AuthError("expected luna's Hello, got %s" % body.hex())
+        peer_nonce = body[3:]
+        self.send_raw(encode_proof(auth_tag(secret, ROLE_CONNECTOR, nonce, peer_nonce)))
+        body = self.read_body()
+        if body[0] == KIND_AUTH_FAILED:
+            raise AuthError("luna refused our proof: %s" % body[1:].decode("utf-8", "replace"))
+        if body[0] != KIND_PROOF or len(body) != 33:
+            raise AuthError("expected luna's Proof, got %s" % body.hex())
+        if not hmac.compare_digest(body[1:], auth_tag(secret, ROLE_ACCEPTOR, nonce, peer_nonce)):
+            raise AuthError("luna's proof is wrong (a different secret?)")
 
     def close(self):
         self.sock.close()
@@ -417,9 +480,9 @@ def check_pipelining(conn):
     print("ok   pipelining and split frames")
 
 
-def check_forwarding(host, port, conn):
+def check_forwarding(host, port, conn, secret):
     """Forward frames: the luna process routes them with its route table."""
-    nodes = [Connection(host, port), Connection(host, port)]
+    nodes = [Connection(host, port, secret=secret), Connection(host, port, secret=secret)]
     ids = [service_id(2, 1), service_id(2, 2)]
     try:
         for node, sid in zip(nodes, ids):
@@ -474,9 +537,9 @@ def check_forwarding(host, port, conn):
             node.close()
 
 
-def check_garbage_elsewhere(host, port, conn):
+def check_garbage_elsewhere(host, port, conn, secret):
     """A connection that sends a malformed frame is closed; the others go on."""
-    bad = Connection(host, port, timeout=5.0)
+    bad = Connection(host, port, timeout=5.0, secret=secret)
     try:
         bad.send_raw(b"\x00\x00\x00\x05\x01\xc1\xc1\xc1\xc1")
         if not bad.wait_closed():
@@ -488,20 +551,73 @@ def check_garbage_elsewhere(host, port, conn):
     print("ok   garbage on another connection")
 
 
+def frames_until_closed(conn):
+    """The kinds of the frames luna sends until it closes the connection."""
+    kinds = []
+    while True:
+        try:
+            kinds.append(conn.read_body()[0])
+        except ProtocolError:
+            return kinds
+        except (socket.timeout, TimeoutError):
+            raise Mismatch("luna did not close the connection; frames so far: %r" % kinds)
+        except ConnectionResetError:
+            return kinds
+
+
+def check_refusals(host, port, secret, conn):
+    """A wrong secret and a client that skips the handshake are refused and
+    closed; the authenticated connection goes on."""
+    wrong = Connection(host, port, timeout=5.0)
+    try:
+        try:
+            wrong.authenticate(secret + b"-but-wrong")
+            raise Mismatch("luna accepted a wrong secret")
+        except AuthError as error:
+            if "proof is wrong" not in str(error) and "refused" not in str(error):
+                raise
+        # luna checks our proof too: it says why, then closes.
+        kinds = frames_until_closed(wrong)
+        if kinds not in ([], [KIND_AUTH_FAILED]):
+            raise Mismatch("after a wrong proof luna sent frames of kinds %r" % kinds)
+    finally:
+        wrong.close()
+
+    plain = Connection(host, port, timeout=5.0)
+    try:
+        plain.call("register", service_id(2, 9))
+        plain.call("echo", "without a handshake")
+        # luna's Hello, then its refusal, and no answer at all.
+        kinds = frames_until_closed(plain)
+        if kinds != [KIND_HELLO, KIND_AUTH_FAILED]:
+            raise Mismatch("a client without the handshake got frames of kinds %r" % kinds)
+    finally:
+        plain.close()
+    conn.call("after the refusals", 1)
+    expect_reply(conn, "after the refusals", [1])
+    print("ok   wrong secret and no handshake refused")
+
+
 def main(argv):
     if len(argv) != 3:
-        print("usage: %s HOST PORT" % argv[0], file=sys.stderr)
+        print("usage: [LUNA_SECRET=...] %s HOST PORT" % argv[0], file=sys.stderr)
         return 2
     host, port = argv[1], int(argv[2])
+    secret = os.environ.get("LUNA_SECRET")
+    secret = secret.encode("utf-8") if secret else None
     try:
-        conn = Connection(host, port)
+        conn = Connection(host, port, secret=secret)
+        if secret is not None:
+            print("ok   secret handshake")
         check_exact_bytes(conn)
         check_round_trips(conn)
         check_float32(conn)
         check_argument_limit(conn)
         check_pipelining(conn)
-        check_forwarding(host, port, conn)
-        check_garbage_elsewhere(host, port, conn)
+        check_forwarding(host, port, conn, secret)
+        check_garbage_elsewhere(host, port, conn, secret)
+        if secret is not None:
+            check_refusals(host, port, secret, conn)
         conn.close()
     except Mismatch as error:
         print("MISMATCH: %s" % error, file=sys.stderr)

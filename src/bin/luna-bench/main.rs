@@ -13,6 +13,7 @@
 //! then a table. See docs/benchmarks.md.
 
 mod baseline;
+mod certs;
 mod codec;
 mod proc;
 mod workloads;
@@ -31,7 +32,8 @@ usage: luna-bench [--quick] [--luna PATH] [W1 W2 ... W9]
   --luna PATH  the luna binary to bench (default: `luna` next to luna-bench)
   W1..W9       workloads to run (default: all)
 
-  W1 ping-pong, W2 pipelined, W3 routed, W4 broadcast, W5 RPC,
+  W1 ping-pong, W2 pipelined (also .secret and .tls: links secured vs plain),
+  W3 routed (also .secret and .tls), W4 broadcast, W5 RPC,
   W6 memory per idle connection, W7 codec, W8 hot reload latency,
   W9 logging (lines/s into a file, loop latency with a blocked log pipe).
   Output: `BENCH <workload> <value> <unit> [baseline=<v> ratio=<value/baseline>]`.";
@@ -146,8 +148,10 @@ fn run(args: Vec<String>) -> Result<bool> {
         cpus: (cpus.len() >= 2).then(|| (cpus[0], cpus[1])),
         w2_luna: None,
         w1_luna: None,
+        security: std::cell::Cell::new(workloads::Security::Plain),
     };
     ctx.write_scripts()?;
+    certs::generate(&ctx.dir.0)?;
 
     println!(
         "luna-bench: {} mode; luna = {}; {} CPUs allowed ({:?}); {}",

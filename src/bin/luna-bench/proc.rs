@@ -181,13 +181,25 @@ impl Proc {
         cpu: Option<(usize, Pinning)>,
         cwd: &Path,
     ) -> Result<Proc> {
-        Self::spawn_with(name, program, args, cpu, cwd, true)
+        Self::spawn_with(name, program, args, cpu, cwd, true, &[])
+    }
+
+    /// Like [`Proc::spawn`], with extra environment variables.
+    pub fn spawn_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        cpu: Option<(usize, Pinning)>,
+        cwd: &Path,
+        env: &[(String, String)],
+    ) -> Result<Proc> {
+        Self::spawn_with(name, program, args, cpu, cwd, true, env)
     }
 
     /// Like [`Proc::spawn`], but nobody reads the child's stderr pipe: once
     /// the pipe buffer is full, every write to stderr blocks.
     pub fn spawn_unread_stderr(name: &str, program: &Path, args: &[String], cwd: &Path) -> Result<Proc> {
-        Self::spawn_with(name, program, args, None, cwd, false)
+        Self::spawn_with(name, program, args, None, cwd, false, &[])
     }
 
     fn spawn_with(
@@ -197,6 +209,7 @@ impl Proc {
         cpu: Option<(usize, Pinning)>,
         cwd: &Path,
         read_stderr: bool,
+        env: &[(String, String)],
     ) -> Result<Proc> {
         let mut command = match cpu {
             Some((cpu, Pinning::Taskset)) => {
@@ -208,6 +221,7 @@ impl Proc {
         };
         command
             .args(args)
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,6 +1,7 @@
 //! The workloads W1..W9: each starts its processes, measures, and returns
 //! its figures. Every process is a [`Proc`], killed when it goes out of scope.
 
+use std::cell::Cell;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -93,7 +94,24 @@ pub struct Ctx {
     pub w2_luna: Option<f64>,
     /// The W1 luna figure with the W1 placement, reused by W5.
     pub w1_luna: Option<f64>,
+    /// How the links of the luna processes started now are secured.
+    pub security: Cell<Security>,
 }
+
+/// How the bench scripts secure their links (bench/scripts/common.lua reads
+/// the environment the bench sets for each).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Security {
+    /// Plain TCP, as in every other figure.
+    Plain,
+    /// The cluster-secret handshake on every link (LUNA_BENCH_SECRET).
+    Secret,
+    /// TLS on every link (LUNA_BENCH_TLS_DIR: ca.pem, server.pem, server.key).
+    Tls,
+}
+
+/// The secret of the W2.secret and W3.secret runs (a benchmark, not a secret).
+const BENCH_SECRET: &str = "luna-bench shared secret";
 
 /// Which implementation serves a round-trip workload.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -126,7 +144,33 @@ impl Ctx {
 
     fn luna(&self, name: &str, script: &str, args: &[String], cpu: Option<usize>) -> Result<Proc> {
         let (program, full) = self.luna_command(&[], script, args);
-        Proc::spawn(name, &program, &full, cpu.map(|c| (c, self.pinning)), &self.dir.0)
+        let env = match self.security.get() {
+            Security::Plain => vec![],
+            Security::Secret => vec![("LUNA_BENCH_SECRET".to_string(), BENCH_SECRET.to_string())],
+            Security::Tls => vec![("LUNA_BENCH_TLS_DIR".to_string(), self.dir.0.display().to_string())],
+        };
+        Proc::spawn_env(name, &program, &full, cpu.map(|c| (c, self.pinning)), &self.dir.0, &env)
+    }
+
+    /// Runs `measure` with the links of the luna processes it starts secured per `security`.
+    fn secured<T>(&self, security: Security, measure: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.security.set(security);
+        let result = measure(self);
+        self.security.set(Security::Plain);
+        result
+    }
+
+    /// `measure` with `security` on against `measure` plain, alternately:
+    /// a figure named `name` with the plain rate as its baseline.
+    fn security_ratio(
+        &mut self,
+        name: &str,
+        security: Security,
+        note: &str,
+        measure: impl Fn(&Self) -> Result<f64>,
+    ) -> Result<Figure> {
+        let (on, off) = self.alternate(|ctx| ctx.secured(security, &measure), &measure)?;
+        Ok(Figure::new(name, on, "replies/s").baseline(off).note(note))
     }
 
     /// Program and arguments of `luna <flags...> <script> <args...>`.
@@ -320,15 +364,29 @@ pub fn w1(ctx: &mut Ctx) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// W2: one connection, 100 in flight; replies/s.
+/// W2: one connection, 100 in flight; replies/s. W2.secret and W2.tls:
+/// the same with the link secured, against plain, measured alternately.
 pub fn w2(ctx: &mut Ctx) -> Result<Vec<Figure>> {
     let luna = ctx.echo_pair(Side::Luna, 100, None)?;
     let base = ctx.echo_pair(Side::Baseline, 100, None)?;
     ctx.w2_luna = Some(luna);
+    let direct = |ctx: &Ctx| ctx.echo_pair(Side::Luna, 100, None);
     Ok(vec![
         Figure::new("W2", luna, "replies/s")
             .baseline(base)
             .note("100 in flight"),
+        ctx.security_ratio(
+            "W2.secret",
+            Security::Secret,
+            "cluster secret on the link vs off, measured alternately",
+            direct,
+        )?,
+        ctx.security_ratio(
+            "W2.tls",
+            Security::Tls,
+            "TLS 1.3 on the link vs plaintext, measured alternately",
+            direct,
+        )?,
     ])
 }
 
@@ -387,6 +445,18 @@ pub fn w3(ctx: &mut Ctx) -> Result<Vec<Figure>> {
         Figure::new("W3.vs_W2", luna, "replies/s")
             .baseline(w2)
             .note("baseline: luna W2 (direct, no router), measured alternately"),
+        ctx.security_ratio(
+            "W3.secret",
+            Security::Secret,
+            "cluster secret on all 3 links vs off, measured alternately",
+            routed_rate,
+        )?,
+        ctx.security_ratio(
+            "W3.tls",
+            Security::Tls,
+            "TLS 1.3 on all 3 links vs plaintext, measured alternately",
+            routed_rate,
+        )?,
     ])
 }
 

@@ -304,6 +304,29 @@ mod tests {
     }
 
     #[test]
+    fn the_tags_of_the_documented_example() {
+        // docs/protocol.md section 10: secret "k", nonces 32 x c1 and 32 x a2.
+        let handshake = Handshake {
+            role: Role::Connector,
+            secret: secret("k"),
+            own_nonce: [0xc1; NONCE_LEN],
+            peer_nonce: Some([0xa2; NONCE_LEN]),
+        };
+        let hex = |role| {
+            let tag = handshake.mac(role).finalize().into_bytes();
+            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        assert_eq!(
+            hex(Role::Connector),
+            "0b31c043a025dce94201ac206e0fd4cd406eedc2846e1ffdde0c1ebb2640578e"
+        );
+        assert_eq!(
+            hex(Role::Acceptor),
+            "d78d105f84c0be085d6d5c7ddccc26c39a46b3ca343bd4230907593c7b112577"
+        );
+    }
+
+    #[test]
     fn anything_but_the_handshake_first_is_refused() {
         let mut acceptor = side(Role::Acceptor, "k");
         assert_eq!(
