@@ -44,7 +44,9 @@ fn copy_runtime(dir: &Dir) -> std::path::PathBuf {
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua");
     for entry in std::fs::read_dir(source).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), runtime.join(entry.file_name())).unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), runtime.join(entry.file_name())).unwrap();
+        }
     }
     let entry = runtime.join("entry.lua");
     let text = std::fs::read_to_string(&entry).unwrap();
