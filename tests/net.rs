@@ -760,3 +760,20 @@ fn a_peer_that_half_closes_still_gets_its_replies() {
     let mut rest = Vec::new();
     assert_eq!(raw.read_to_end(&mut rest).unwrap(), 0, "closed after the replies");
 }
+
+#[test]
+fn raw_streams_carry_bytes_both_ways() {
+    let dir = Dir::new();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/net/raw_echo.lua");
+    let (code, stdout, stderr) = common::run_to_end(dir.dir.path(), &[script.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("raw client has write true, call false"), "{stdout}");
+    assert!(
+        stdout.contains("connect ok") && stdout.contains("raw round trip ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad framing invalid-param | options (argument #3): framing must be"),
+        "{stdout}"
+    );
+}

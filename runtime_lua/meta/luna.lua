@@ -527,6 +527,17 @@ function luna.interval(ms, fn) end
 ---@return boolean pending
 function luna.cancel_timer(timer) end
 
+---The trace id of the call or message being handled here (luna.rpc), or nil.
+---Log lines written meanwhile carry it as `[trace=...]`.
+---@return string?
+function luna.trace_id() end
+
+---Runs `fn(...)` with `trace` as the current trace id; returns fn's results.
+---@param trace string
+---@param fn function
+---@return any ...
+function luna.with_trace(trace, fn, ...) end
+
 ---Resumes a coroutine; an error in it is logged with its traceback.
 ---@param co thread
 ---@param ... any

@@ -249,6 +249,16 @@ unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
                 return push_fail_detail(state, errors::INVALID_PARAM, &format!("options (argument #4): {why}"));
             }
         };
+        let framing = match framing {
+            Framing::Luna => match framing_option(state, 4, framing) {
+                Ok(framing) => framing,
+                Err(why) => {
+                    let why = format!("options (argument #4): {why}");
+                    return push_fail_detail(state, errors::INVALID_PARAM, &why);
+                }
+            },
+            other => other,
+        };
         let mgr = manager_index(state);
         let connected = with_host(|host| {
             host.net

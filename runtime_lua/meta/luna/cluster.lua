@@ -116,6 +116,9 @@ function Calls.call_broadcast(group, method, ...) end
 ---@field private links luna.cluster.Link[]
 ---@field private link_options luna.SecurityOptions
 ---@field private heartbeat luna.TimerHandle
+---@field private view table<integer, true> # ids live on the router in use, as announced
+---@field private group_counts table<integer, integer> # live ids per group in `view`
+---@field private member_listeners fun(id: integer, up: boolean)[]
 ---@field private current? luna.cluster.Link
 ---@field private warned_no_router? boolean
 ---@field private draining? boolean
@@ -202,6 +205,27 @@ function Node.live_routers() end
 ---Every router's state: `{ [address] = state }`.
 ---@return table<string, luna.RouterState>
 function Node.routers_status() end
+
+---The ids live on the router in use, sorted (of one group, or all).
+---@param group? integer
+---@return integer[]
+function Node.members(group) end
+
+---True while `id` is registered on the router in use.
+---@param id luna.ServiceId
+---@return boolean
+function Node.is_active(id) end
+
+---Calls `fn(id, up)` whenever an id registers or goes away on the router in
+---use (every id already there is announced as up first; a router switch
+---announces only real differences).
+---@param fn fun(id: integer, up: boolean)
+function Node.on_member(fn) end
+
+---Calls and forwards whose target has no route yet wait up to `ms` for it
+---(start-up ordering); 0 or nil: fail at once with `no-route` (the default).
+---@param ms? integer
+function Node.wait_for_route(ms) end
 
 ---Makes this node (or its id `id`) master of its group on every router, now and on reconnects.
 ---@param id? luna.ServiceId

@@ -31,6 +31,7 @@
 ---@field config luna.router.Config
 ---@field owners table<integer, integer> # service id -> token of the link that holds it
 ---@field masters table<integer, integer> # group -> token of the explicit master
+---@field watchers table<integer, luna.Stream> # token -> link told of every registration and departure
 ---@field dead_after_ms integer
 ---@field discovery? luna.Discovery # with `redis`: where the router is published
 

@@ -60,6 +60,20 @@ rpc.default_timeout_ms = 5000
 ---@return luna.rpc.Stats
 function rpc.stats() end
 
+---When true, calls and forwards made outside a traced handler start a new
+---trace id (default false: only existing trace ids are passed on).
+---@type boolean
+rpc.tracing = false
+
+---The trace id of the call or message being handled (same as `luna.trace_id`).
+---@return string?
+function rpc.current_trace() end
+
+---The trace id an outgoing call or forward carries: the current one, or a new
+---one when `rpc.tracing` is on.
+---@return string?
+function rpc.outgoing_trace() end
+
 ---Makes `stream` answer calls with `handlers` and deliver answers to its
 ---callers; other messages go to `fallback(msg, ...)` (default: the stream's
 ---own `on_call`, if it had one). Sets `stream.on_call`.
