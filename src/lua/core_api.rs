@@ -14,6 +14,7 @@ use super::raw::{
 };
 use super::sockets::{create_socket_mgr, hash_key_arg, timeout_arg};
 use crate::log::{self, Level};
+use crate::net::NetError;
 use crate::route::service_id;
 
 /// Adds the core functions to the table on top of the stack.
@@ -136,19 +137,14 @@ unsafe extern "C-unwind" fn service_id_fn(state: *mut lua_State) -> c_int {
     unsafe {
         let id = match (str_arg(state, 1), integer_arg(state, 1), integer_arg(state, 2)) {
             (Some(text), _, _) => service_id::parse(text),
-            (None, Some(group), Some(index)) => u32::try_from(group)
-                .ok()
-                .zip(u32::try_from(index).ok())
-                .filter(|&(g, i)| g <= crate::route::MAX_GROUP && i <= 0xffff)
-                .map(|(g, i)| service_id::make(g, i))
-                .filter(|&id| service_id::is_valid(id)),
+            (None, Some(group), Some(index)) => service_id::from_parts(group, index),
             _ => None,
         };
         match id {
             Some(id) => ffi::lua_pushinteger(state, i64::from(id)),
             None => {
                 let why = "want luna.service_id(\"group.index\") or luna.service_id(group 1-255, index 1-65535)";
-                return push_fail_detail(state, crate::net::errors::INVALID_PARAM, why);
+                return push_fail_detail(state, NetError::InvalidParam, why);
             }
         }
     }
@@ -166,7 +162,7 @@ unsafe extern "C-unwind" fn service_group(state: *mut lua_State) -> c_int {
     unsafe {
         match id_arg(state) {
             Some(id) => ffi::lua_pushinteger(state, i64::from(service_id::group(id))),
-            None => return push_fail_detail(state, crate::net::errors::INVALID_PARAM, ID_EXPECTED),
+            None => return push_fail_detail(state, NetError::InvalidParam, ID_EXPECTED),
         }
     }
     1
@@ -176,7 +172,7 @@ unsafe extern "C-unwind" fn service_index(state: *mut lua_State) -> c_int {
     unsafe {
         match id_arg(state) {
             Some(id) => ffi::lua_pushinteger(state, i64::from(service_id::index(id))),
-            None => return push_fail_detail(state, crate::net::errors::INVALID_PARAM, ID_EXPECTED),
+            None => return push_fail_detail(state, NetError::InvalidParam, ID_EXPECTED),
         }
     }
     1
@@ -186,7 +182,7 @@ unsafe extern "C-unwind" fn service_name(state: *mut lua_State) -> c_int {
     unsafe {
         match id_arg(state) {
             Some(id) => push_str(state, &service_id::name(id)),
-            None => return push_fail_detail(state, crate::net::errors::INVALID_PARAM, ID_EXPECTED),
+            None => return push_fail_detail(state, NetError::InvalidParam, ID_EXPECTED),
         }
     }
     1
@@ -199,7 +195,7 @@ unsafe extern "C-unwind" fn hash_key(state: *mut lua_State) -> c_int {
             Some(hash) => ffi::lua_pushinteger(state, hash as i64),
             None => {
                 let why = "key (argument #1) must be an integer or a string";
-                return push_fail_detail(state, crate::net::errors::INVALID_PARAM, why);
+                return push_fail_detail(state, NetError::InvalidParam, why);
             }
         }
     }
@@ -216,7 +212,7 @@ unsafe extern "C-unwind" fn realpath(state: *mut lua_State) -> c_int {
         match std::fs::canonicalize(path) {
             Ok(real) if real.is_file() => push_str(state, &real.to_string_lossy()),
             Ok(_) => return push_fail(state, "not a file"),
-            Err(error) => return push_fail(state, &error.to_string()),
+            Err(error) => return push_fail(state, error.to_string()),
         }
     }
     1
@@ -234,7 +230,7 @@ unsafe extern "C-unwind" fn watch(state: *mut lua_State) -> c_int {
         });
         if let Err(error) = result {
             log::warn(&format!("cannot watch {path} for hot reload: {error}"));
-            return push_fail(state, &error);
+            return push_fail(state, error);
         }
         ffi::lua_pushboolean(state, 1);
     }

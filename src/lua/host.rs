@@ -7,12 +7,11 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use polling::Poller;
+use crate::runtime::poller::Poller;
 
 use crate::net::{NetCore, Readiness};
 use crate::runtime::signals::QuitSignal;
 use crate::runtime::timers::Timers;
-use crate::runtime::waiter::Waiter;
 use crate::runtime::watcher::Watcher;
 
 /// A Lua timer: whether it repeats (its callback lives in the timers table).
@@ -30,8 +29,6 @@ pub struct Host {
     pub watcher: Option<Watcher>,
     /// SIGTERM/SIGINT waiting for the loop.
     pub quit: Arc<QuitSignal>,
-    /// Waits on the poller with reused buffers.
-    pub waiter: Waiter,
     /// Reused list of ready keys.
     pub ready: Vec<Readiness>,
 }

@@ -9,7 +9,7 @@ use mlua::ffi::{self, lua_State};
 use super::host::with_host;
 use super::raw::{push_fail, push_str, set_raw_field};
 use super::sockets::manager_index;
-use crate::net::{Manager, errors};
+use crate::net::{Manager, NetError};
 
 /// Sets `t[name] = value` on the table on top.
 unsafe fn set_number(state: *mut lua_State, name: &str, value: u64) {
@@ -36,7 +36,7 @@ fn counters_of(mgr: u32) -> Option<[(&'static str, u64); 16]> {
 /// `mgr.stats()`: the manager's counters (forwarded, forward_failed, open...).
 pub unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
     let Some(counters) = counters_of(manager_index(state)) else {
-        return unsafe { push_fail(state, errors::INVALID_PARAM) };
+        return unsafe { push_fail(state, NetError::InvalidParam) };
     };
     unsafe { push_counters(state, &counters) };
     1

@@ -17,14 +17,13 @@ use std::ffi::{CString, c_int};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::runtime::poller::Poller;
 use mlua::ffi::{self, lua_State};
 use mlua::{Lua, LuaOptions, StdLib};
-use polling::Poller;
 
 use crate::log;
 use crate::net::NetCore;
 use crate::runtime::timers::Timers;
-use crate::runtime::waiter::Waiter;
 use crate::runtime::{signals, watcher::Watcher};
 use host::{Host, Refs};
 use raw::{lossy, make_ref, push_str, raw_field, set_raw_field, traceback};
@@ -97,7 +96,6 @@ fn boot_host() -> std::io::Result<Host> {
         timers: Timers::new(),
         watcher,
         quit,
-        waiter: Waiter::new(),
         ready: Vec::new(),
     })
 }

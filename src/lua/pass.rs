@@ -17,7 +17,7 @@ use crate::codec::{decode_args, resp};
 use crate::log;
 use crate::net::frame::PREFIX_LEN;
 use crate::net::frame::{Body, ForwardFailure, Mode, Route};
-use crate::net::{EventAction, Framing, Notice, ReadResult, Readiness, Token, errors, next_frame};
+use crate::net::{EventAction, Framing, NetError, Notice, ReadResult, Readiness, Token, next_frame};
 
 thread_local! {
     /// Forward failures reported to streams without `on_forward_error` (logged sparsely).
@@ -61,7 +61,11 @@ unsafe fn run_pass(state: *mut lua_State, timeout: Option<Duration>) -> usize {
         handled += run_timers(state);
         handled += deliver_quit_signal(state);
         handled += reload_changed_files(state);
-        with_host(|host| host.net.flush_dirty());
+        with_host(|host| {
+            // Callers of tracked calls whose callee left this pass hear it in this flush.
+            host.net.report_lost_calls();
+            host.net.flush_dirty();
+        });
         dispatch_notices(state);
     }
     handled
@@ -88,7 +92,7 @@ fn poll(timeout: Option<Duration>) -> Vec<Readiness> {
         };
         let mut ready = std::mem::take(&mut host.ready);
         ready.clear();
-        if let Err(error) = host.waiter.wait(&host.poller, wait, &mut ready) {
+        if let Err(error) = host.poller.wait(wait, &mut ready) {
             log::error(&format!("poller wait failed: {error}"));
         }
         if let Some(watcher) = host.watcher.as_mut() {
@@ -208,7 +212,7 @@ unsafe fn dispatch_replies(state: *mut lua_State, token: Token, data: &[u8], pac
                         log::warn(&format!(
                             "closing redis stream {token}: a reply is larger than the package size"
                         ));
-                        with_host(|host| host.net.fail(token, errors::PACKAGE_TOO_LARGE));
+                        with_host(|host| host.net.fail(token, NetError::PackageTooLarge));
                     }
                     break;
                 }
@@ -216,7 +220,7 @@ unsafe fn dispatch_replies(state: *mut lua_State, token: Token, data: &[u8], pac
                     ffi::lua_settop(state, top);
                     let peer = peer_name(token);
                     log::warn(&format!("closing redis stream {token} ({peer}): bad reply: {error}"));
-                    with_host(|host| host.net.fail(token, errors::BAD_PACKAGE));
+                    with_host(|host| host.net.fail(token, NetError::BadPackage));
                     break;
                 }
             }
@@ -316,7 +320,7 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
                     log::warn(&format!("closing stream {token} ({peer}): bad-package ({error})"));
                     with_host(|host| {
                         host.net.count(token, |stats| stats.bad_packages += 1);
-                        host.net.fail(token, errors::BAD_PACKAGE);
+                        host.net.fail(token, NetError::BadPackage);
                     });
                 } else {
                     log::warn(&format!(
@@ -417,9 +421,9 @@ unsafe fn call_handler(state: *mut lua_State, token: Token, name: &CStr, push_ar
 }
 
 /// Pushes an error string and, when there is one, its detail; returns how many.
-unsafe fn push_error_detail(state: *mut lua_State, error: &str, detail: Option<&str>) -> c_int {
+unsafe fn push_error_detail(state: *mut lua_State, error: NetError, detail: Option<&str>) -> c_int {
     unsafe {
-        push_str(state, error);
+        push_str(state, error.as_str());
         match detail {
             Some(detail) => {
                 push_str(state, detail);
@@ -474,7 +478,7 @@ unsafe fn dispatch_notices(state: *mut lua_State) {
 }
 
 /// Tells the runtime (the RPC layer) that a stream is gone: `hooks.on_stream_closed(token, err)`.
-pub unsafe fn stream_closed(state: *mut lua_State, token: Token, error: &str) {
+pub unsafe fn stream_closed(state: *mut lua_State, token: Token, error: NetError) {
     unsafe {
         push_ref(state, refs().on_stream_closed);
         if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
@@ -482,7 +486,7 @@ pub unsafe fn stream_closed(state: *mut lua_State, token: Token, error: &str) {
             return;
         }
         ffi::lua_pushinteger(state, token as i64);
-        push_str(state, error);
+        push_str(state, error.as_str());
         pcall_logged(state, 2, &|| "on_stream_closed".into());
     }
 }

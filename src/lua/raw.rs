@@ -12,16 +12,16 @@ pub unsafe fn push_str(state: *mut lua_State, text: &str) {
 }
 
 /// Pushes `nil, message`; returns 2 for a C function to return.
-pub unsafe fn push_fail(state: *mut lua_State, message: &str) -> c_int {
+pub unsafe fn push_fail(state: *mut lua_State, message: impl AsRef<str>) -> c_int {
     unsafe {
         ffi::lua_pushnil(state);
-        push_str(state, message);
+        push_str(state, message.as_ref());
     }
     2
 }
 
 /// Pushes `nil, error, detail` (what exactly was wrong); returns 3.
-pub unsafe fn push_fail_detail(state: *mut lua_State, error: &str, detail: &str) -> c_int {
+pub unsafe fn push_fail_detail(state: *mut lua_State, error: impl AsRef<str>, detail: &str) -> c_int {
     unsafe {
         push_fail(state, error);
         push_str(state, detail);

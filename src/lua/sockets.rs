@@ -15,7 +15,7 @@ use crate::codec::encode_args;
 use crate::codec::resp::encode_command;
 use crate::log;
 use crate::net::frame::{Kind, Mode, Route};
-use crate::net::{Framing, Limits, SendError, Token, errors};
+use crate::net::{Framing, Limits, NetError, SendError, Token};
 use crate::route::{RouteError, hash_bytes, hash_integer, service_id};
 
 /// What an argument that must be a service id should look like.
@@ -95,7 +95,7 @@ pub unsafe extern "C-unwind" fn create_socket_mgr(state: *mut lua_State) -> c_in
                 _ => {
                     return push_fail_detail(
                         state,
-                        errors::INVALID_PARAM,
+                        NetError::InvalidParam,
                         "max_fd (argument #1) must be an integer > 0",
                     );
                 }
@@ -145,21 +145,21 @@ unsafe extern "C-unwind" fn mgr_listen(state: *mut lua_State) -> c_int {
         let Some(ip) = str_arg(state, 1) else {
             return push_fail_detail(
                 state,
-                errors::INVALID_PARAM,
+                NetError::InvalidParam,
                 "ip (argument #1) must be an address string",
             );
         };
         let Some(port) = port_arg(state, 2) else {
             return push_fail_detail(
                 state,
-                errors::INVALID_PARAM,
+                NetError::InvalidParam,
                 "port (argument #2) must be an integer 0-65535",
             );
         };
         let security = match security_arg(state, 3, Side::Listen) {
             Ok(security) => security,
             Err(why) => {
-                return push_fail_detail(state, errors::INVALID_PARAM, &format!("options (argument #3): {why}"));
+                return push_fail_detail(state, NetError::InvalidParam, &format!("options (argument #3): {why}"));
             }
         };
         let backlog = match ffi::lua_type(state, 3) {
@@ -175,23 +175,21 @@ unsafe extern "C-unwind" fn mgr_listen(state: *mut lua_State) -> c_int {
         let framing = match framing_option(state, 3, Framing::Luna) {
             Ok(framing) => framing,
             Err(why) => {
-                return push_fail_detail(state, errors::INVALID_PARAM, &format!("options (argument #3): {why}"));
+                return push_fail_detail(state, NetError::InvalidParam, &format!("options (argument #3): {why}"));
             }
         };
         let mgr = manager_index(state);
         let result = with_host(|host| {
             let token = host.net.listen(mgr, ip, port, backlog, security, framing)?;
             let listener = host.net.listener(token).expect("just opened");
-            Ok::<_, String>((token, listener.ip.clone(), listener.port))
+            Ok((token, listener.ip.clone(), listener.port))
         });
         match result {
             Ok((token, ip, port)) => push_listener(state, token, &ip, port),
-            Err(error) if error == errors::TOO_MANY_CONNECTION || error == errors::INVALID_PARAM => {
-                return push_fail(state, &error);
-            }
-            Err(error) => {
-                log::warn(&format!("listen on {ip}:{port} failed: {error}"));
-                return push_fail_detail(state, errors::ADDR_ERROR, &error);
+            Err((error, None)) => return push_fail(state, error),
+            Err((error, Some(detail))) => {
+                log::warn(&format!("listen on {ip}:{port} failed: {detail}"));
+                return push_fail_detail(state, error, &detail);
             }
         }
     }
@@ -230,12 +228,12 @@ unsafe fn framing_option(state: *mut lua_State, index: c_int, default: Framing) 
 unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
     unsafe {
         let Some(host_name) = str_arg(state, 1) else {
-            return push_fail_detail(state, errors::INVALID_PARAM, "host (argument #1) must be a string");
+            return push_fail_detail(state, NetError::InvalidParam, "host (argument #1) must be a string");
         };
         let Some(port) = port_arg(state, 2) else {
             return push_fail_detail(
                 state,
-                errors::INVALID_PARAM,
+                NetError::InvalidParam,
                 "port (argument #2) must be an integer 0-65535",
             );
         };
@@ -246,7 +244,7 @@ unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
         let security = match security_arg(state, 4, Side::Connect(host_name)) {
             Ok(security) => security,
             Err(why) => {
-                return push_fail_detail(state, errors::INVALID_PARAM, &format!("options (argument #4): {why}"));
+                return push_fail_detail(state, NetError::InvalidParam, &format!("options (argument #4): {why}"));
             }
         };
         let framing = match framing {
@@ -254,7 +252,7 @@ unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
                 Ok(framing) => framing,
                 Err(why) => {
                     let why = format!("options (argument #4): {why}");
-                    return push_fail_detail(state, errors::INVALID_PARAM, &why);
+                    return push_fail_detail(state, NetError::InvalidParam, &why);
                 }
             },
             other => other,
@@ -278,7 +276,7 @@ unsafe extern "C-unwind" fn mgr_set_package_size(state: *mut lua_State) -> c_int
         let Some(bytes) = integer_arg(state, 1).filter(|&n| n > 0) else {
             return push_fail_detail(
                 state,
-                errors::INVALID_PARAM,
+                NetError::InvalidParam,
                 "bytes (argument #1) must be an integer > 0",
             );
         };
@@ -303,14 +301,14 @@ unsafe fn service_id_arg(state: *mut lua_State, index: c_int) -> Option<u32> {
 
 unsafe fn group_arg(state: *mut lua_State, index: c_int) -> Option<u32> {
     unsafe { integer_arg(state, index) }
-        .filter(|g| (1..=i64::from(crate::route::MAX_GROUP)).contains(g))
+        .filter(|&g| service_id::is_valid_group(g))
         .map(|g| g as u32)
 }
 
 unsafe extern "C-unwind" fn mgr_route(state: *mut lua_State) -> c_int {
     unsafe {
         let Some(id) = service_id_arg(state, 1) else {
-            return push_fail_detail(state, errors::INVALID_PARAM, SERVICE_ID_EXPECTED);
+            return push_fail_detail(state, NetError::InvalidParam, SERVICE_ID_EXPECTED);
         };
         let token = match ffi::lua_type(state, 2) {
             ffi::LUA_TNONE | ffi::LUA_TNIL => None,
@@ -318,20 +316,20 @@ unsafe extern "C-unwind" fn mgr_route(state: *mut lua_State) -> c_int {
                 Some(token) => Some(token as Token),
                 None => {
                     let why = "token (argument #2) must be a stream's token, 0 or nil";
-                    return push_fail_detail(state, errors::INVALID_PARAM, why);
+                    return push_fail_detail(state, NetError::InvalidParam, why);
                 }
             },
         };
         let is_master = ffi::lua_toboolean(state, 3) != 0;
         let mgr = manager_index(state);
         let result = with_host(|host| {
-            let manager = host.net.manager(mgr).ok_or(errors::INVALID_PARAM)?;
+            let manager = host.net.manager(mgr).ok_or(NetError::InvalidParam)?;
             match manager.routes.set_limited(id, token, manager.limits.max_ids) {
                 Ok(()) => {}
-                Err(RouteError::InvalidId) => return Err(errors::INVALID_PARAM),
+                Err(RouteError::InvalidId) => return Err(NetError::InvalidParam),
                 Err(RouteError::TooManyIds) => {
                     manager.stats.ids_refused += 1;
-                    return Err(errors::TOO_MANY_IDS);
+                    return Err(NetError::TooManyIds);
                 }
             }
             if is_master && let Some(token) = token {
@@ -353,7 +351,7 @@ unsafe fn set_limit(state: *mut lua_State, apply: fn(&mut Limits, u64)) -> c_int
         let Some(value) = integer_arg(state, 1).filter(|&n| n >= 0) else {
             return push_fail_detail(
                 state,
-                errors::INVALID_PARAM,
+                NetError::InvalidParam,
                 "the limit (argument #1) must be an integer >= 0",
             );
         };
@@ -391,12 +389,12 @@ unsafe extern "C-unwind" fn mgr_set_max_ids(state: *mut lua_State) -> c_int {
 unsafe extern "C-unwind" fn mgr_set_master(state: *mut lua_State) -> c_int {
     unsafe {
         let Some(group) = group_arg(state, 1) else {
-            return push_fail_detail(state, errors::INVALID_PARAM, GROUP_EXPECTED);
+            return push_fail_detail(state, NetError::InvalidParam, GROUP_EXPECTED);
         };
         let Some(token) = integer_arg(state, 2) else {
             return push_fail_detail(
                 state,
-                errors::INVALID_PARAM,
+                NetError::InvalidParam,
                 "token (argument #2) must be a stream's token or 0",
             );
         };
@@ -416,7 +414,7 @@ unsafe extern "C-unwind" fn socket_close(state: *mut lua_State) -> c_int {
     let was_open = with_host(|host| host.net.close(token));
     unsafe {
         if was_open {
-            pass::stream_closed(state, token, errors::CLOSED);
+            pass::stream_closed(state, token, NetError::Closed);
         }
         forget_object(state, token);
         ffi::lua_pushboolean(state, c_int::from(was_open));
@@ -438,6 +436,52 @@ unsafe fn push_send_result(state: *mut lua_State, result: Result<usize, SendErro
     }
 }
 
+thread_local! {
+    /// Where messages are encoded before they are queued (reused, so sending allocates nothing).
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How encoded bytes go out.
+enum Output<'a> {
+    /// As the payload of a luna frame of this kind (with a route header for forwards).
+    Frame(Kind, Option<&'a Route>),
+    /// As they are (RESP commands).
+    Bytes,
+}
+
+/// Encodes with `encode` (which reads the Lua stack) while the host is *not*
+/// borrowed, then queues the bytes on the stream. Reading Lua values may run
+/// Lua code (a finalizer during an allocation), and that code may send too:
+/// it then simply encodes into a buffer of its own.
+fn encode_then_send<E>(
+    token: Token,
+    output: Output,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<usize, SendError<E>> {
+    let mut buffer = ENCODED.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+    buffer.clear();
+    let result = match encode(&mut buffer) {
+        Ok(()) => with_host(|host| {
+            let copy = |out: &mut Vec<u8>| {
+                out.extend_from_slice(&buffer);
+                Ok(())
+            };
+            match output {
+                Output::Frame(kind, route) => host.net.send_with(token, kind, route, copy),
+                Output::Bytes => host.net.send_raw(token, copy),
+            }
+        }),
+        Err(error) => Err(SendError::Encode(error)),
+    };
+    if buffer.capacity() <= KEEP_ENCODED_CAPACITY {
+        ENCODED.with(|cell| *cell.borrow_mut() = buffer);
+    }
+    result
+}
+
+/// Encode buffers larger than this are freed after use.
+const KEEP_ENCODED_CAPACITY: usize = 256 << 10;
+
 /// Queues the arguments from `first` on as one frame of `kind`.
 unsafe fn send_args(state: *mut lua_State, kind: Kind, route: Option<&Route>, first: c_int) -> c_int {
     let token = token(state);
@@ -445,12 +489,10 @@ unsafe fn send_args(state: *mut lua_State, kind: Kind, route: Option<&Route>, fi
         let last = ffi::lua_gettop(state);
         if last < first {
             let why = format!("a message (argument #{first}) is required");
-            return push_fail_detail(state, errors::INVALID_PARAM, &why);
+            return push_fail_detail(state, NetError::InvalidParam, &why);
         }
-        // Encoding reads the stack without allocating, so the host may stay borrowed.
-        let result = with_host(|host| {
-            host.net
-                .send_with(token, kind, route, |out| encode_args(state, first, last, out))
+        let result = encode_then_send(token, Output::Frame(kind, route), |out| {
+            encode_args(state, first, last, out)
         });
         push_send_result(state, result)
     }
@@ -467,7 +509,7 @@ unsafe fn forward(state: *mut lua_State, mode: Mode, target: Option<u32>, key: u
         } else {
             GROUP_EXPECTED
         };
-        return unsafe { push_fail_detail(state, errors::INVALID_PARAM, why) };
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
     };
     let route = Route {
         mode,
@@ -509,7 +551,7 @@ unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int 
     unsafe {
         let Some(key) = hash_key_arg(state, 2) else {
             let why = "key (argument #2) must be an integer or a string";
-            return push_fail_detail(state, errors::INVALID_PARAM, why);
+            return push_fail_detail(state, NetError::InvalidParam, why);
         };
         forward(state, Mode::Hash, group_arg(state, 1), key, 3)
     }
@@ -521,7 +563,7 @@ unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_i
     unsafe {
         let Some(mode) = str_arg(state, 1).and_then(Mode::from_name) else {
             let why = "mode (argument #1) must be target, master, random, broadcast or hash";
-            return push_fail_detail(state, errors::INVALID_PARAM, why);
+            return push_fail_detail(state, NetError::InvalidParam, why);
         };
         let target = if mode == Mode::Target {
             service_id_arg(state, 2)
@@ -536,7 +578,7 @@ unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_i
         let session = integer_arg(state, 4).and_then(|s| u32::try_from(s).ok());
         let (Some(target), Some(key), Some(session)) = (target, key, session) else {
             let why = "target (argument #2), key (argument #3) or session (argument #4) is not valid";
-            return push_fail_detail(state, errors::INVALID_PARAM, why);
+            return push_fail_detail(state, NetError::InvalidParam, why);
         };
         let route = Route {
             mode,
@@ -554,7 +596,7 @@ unsafe extern "C-unwind" fn stream_cancel(state: *mut lua_State) -> c_int {
     let token = token(state);
     unsafe {
         let Some(session) = integer_arg(state, 1).and_then(|s| u32::try_from(s).ok()) else {
-            return push_fail_detail(state, errors::INVALID_PARAM, "session (argument #1) must be a u32");
+            return push_fail_detail(state, NetError::InvalidParam, "session (argument #1) must be a u32");
         };
         let result = with_host(|host| {
             host.net.send_with(token, Kind::Cancel, None, |out| {
@@ -571,7 +613,7 @@ unsafe extern "C-unwind" fn raw_write(state: *mut lua_State) -> c_int {
     let token = token(state);
     unsafe {
         let Some(bytes) = string_arg(state, 1) else {
-            return push_fail_detail(state, errors::INVALID_PARAM, "bytes (argument #1) must be a string");
+            return push_fail_detail(state, NetError::InvalidParam, "bytes (argument #1) must be a string");
         };
         let result = with_host(|host| {
             host.net.send_raw(token, |out| {
@@ -589,9 +631,13 @@ unsafe extern "C-unwind" fn redis_command(state: *mut lua_State) -> c_int {
     unsafe {
         let last = ffi::lua_gettop(state);
         if last < 1 {
-            return push_fail_detail(state, errors::INVALID_PARAM, "a command name (argument #1) is required");
+            return push_fail_detail(
+                state,
+                NetError::InvalidParam,
+                "a command name (argument #1) is required",
+            );
         }
-        let result = with_host(|host| host.net.send_raw(token, |out| encode_command(state, 1, last, out)));
+        let result = encode_then_send(token, Output::Bytes, |out| encode_command(state, 1, last, out));
         push_send_result(state, result)
     }
 }
@@ -600,7 +646,11 @@ unsafe extern "C-unwind" fn stream_set_timeout(state: *mut lua_State) -> c_int {
     let token = token(state);
     unsafe {
         let Some(ms) = integer_arg(state, 1).filter(|&ms| ms >= 0) else {
-            return push_fail_detail(state, errors::INVALID_PARAM, "ms (argument #1) must be an integer >= 0");
+            return push_fail_detail(
+                state,
+                NetError::InvalidParam,
+                "ms (argument #1) must be an integer >= 0",
+            );
         };
         let ok = with_host(|host| host.net.set_idle_timeout(token, Duration::from_millis(ms as u64)));
         push_bool_or_closed(state, ok)
@@ -622,7 +672,7 @@ unsafe fn buffer_size(state: *mut lua_State, apply: fn(&mut crate::net::NetCore,
         let Some(bytes) = integer_arg(state, 1).filter(|&n| n > 0) else {
             return push_fail_detail(
                 state,
-                errors::INVALID_PARAM,
+                NetError::InvalidParam,
                 "bytes (argument #1) must be an integer > 0",
             );
         };
@@ -645,7 +695,7 @@ unsafe fn push_bool_or_closed(state: *mut lua_State, ok: bool) -> c_int {
             ffi::lua_pushboolean(state, 1);
             1
         } else {
-            push_fail(state, errors::CLOSED)
+            push_fail(state, NetError::Closed)
         }
     }
 }

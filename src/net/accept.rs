@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::NetError;
 use super::secure::Security;
+use super::slots::{Entry, index_of};
 use super::stream::{Framing, State, Stream};
-use super::{ACCEPT_RETRY, Entry, NetCore, NetTimer, Notice, Token, errors, index_of};
+use super::{ACCEPT_RETRY, NetCore, NetTimer, Notice, Token};
 use crate::log;
 
 /// A listening socket.
@@ -37,19 +39,21 @@ impl NetCore {
         backlog: i32,
         security: Option<Arc<Security>>,
         framing: Framing,
-    ) -> Result<Token, String> {
-        self.has_room(mgr).map_err(String::from)?;
-        let ip_addr: IpAddr = ip.parse().map_err(|_| errors::ADDR_ERROR.to_string())?;
+    ) -> Result<Token, (NetError, Option<String>)> {
+        self.has_room(mgr).map_err(|e| (e, None))?;
+        let ip_addr: IpAddr = ip
+            .parse()
+            .map_err(|_| (NetError::AddrError, Some(format!("'{ip}' is not an IP address"))))?;
         let addr = SocketAddr::new(ip_addr, port);
-        let socket =
-            Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
-        socket.set_reuse_address(true).map_err(|e| e.to_string())?;
-        socket.bind(&addr.into()).map_err(|e| e.to_string())?;
-        socket.listen(backlog).map_err(|e| e.to_string())?;
-        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let os = |e: io::Error| (NetError::AddrError, Some(e.to_string()));
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(os)?;
+        socket.set_reuse_address(true).map_err(os)?;
+        socket.bind(&addr.into()).map_err(os)?;
+        socket.listen(backlog).map_err(os)?;
+        socket.set_nonblocking(true).map_err(os)?;
         let socket: TcpListener = socket.into();
-        let bound = socket.local_addr().map_err(|e| e.to_string())?;
-        let token = self.insert(Entry::Listener(Listener {
+        let bound = socket.local_addr().map_err(os)?;
+        let token = self.adopt(Entry::Listener(Listener {
             mgr,
             socket,
             ip: bound.ip().to_string(),
@@ -63,9 +67,8 @@ impl NetCore {
         };
         if let Err(error) = registered {
             self.release(token);
-            return Err(error.to_string());
+            return Err(os(error));
         }
-        self.managers[mgr as usize].open += 1;
         Ok(token)
     }
 
@@ -118,7 +121,7 @@ impl NetCore {
                 log::error(&format!("cannot secure a link from {peer}: {error}"));
                 continue;
             }
-            let token = self.insert(Entry::Stream(stream));
+            let token = self.adopt(Entry::Stream(stream));
             if self.register(&socket, index_of(token)).is_err() {
                 self.release(token);
                 continue;
@@ -126,7 +129,6 @@ impl NetCore {
             if let Some(stream) = self.stream(token) {
                 stream.socket = Some(socket);
             }
-            self.managers[mgr as usize].open += 1;
             if security.is_some() {
                 self.begin_securing(token); // announced once secured
             } else {

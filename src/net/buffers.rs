@@ -4,11 +4,13 @@ use std::io;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use super::NetError;
 use super::frame::{self, Kind, Route};
+use super::slots::index_of;
 use super::stream::{Flushed, State, Stream};
-use super::{EARLY_FLUSH, Entry, Framing, NetCore, NetTimer, READ_CHUNK, SendError, Token, errors, index_of, token_of};
+use super::{EARLY_FLUSH, Framing, NetCore, NetTimer, READ_CHUNK, SendError, Token};
 use crate::log;
-use crate::runtime::waiter::SHORT_READ_DRAINS;
+use crate::runtime::poller::SHORT_READ_DRAINS;
 
 /// Bytes read from a stream, lent to the caller to cut frames from.
 pub struct Input {
@@ -93,7 +95,7 @@ impl NetCore {
             }
             Err(_) => {
                 self.put_back(token, data, from_scratch);
-                self.fail(token, errors::CONNECTION_LOST);
+                self.fail(token, NetError::ConnectionLost);
                 ReadResult::Closed
             }
         }
@@ -144,11 +146,11 @@ impl NetCore {
                     let _ = stream.flush(); // best effort: the alert that tells the peer why
                 }
                 if self.is_securing(token) {
-                    self.securing_failed(token, errors::TLS_FAILED, &why);
+                    self.securing_failed(token, NetError::TlsFailed, &why);
                 } else {
-                    self.log_closing(token, errors::TLS_FAILED, &why);
+                    self.log_closing(token, NetError::TlsFailed, &why);
                     self.count(token, |stats| stats.tls_failed += 1);
-                    self.fail_with(token, errors::TLS_FAILED, Some(why));
+                    self.fail_with(token, NetError::TlsFailed, Some(why));
                 }
                 ReadResult::Closed
             }
@@ -163,7 +165,7 @@ impl NetCore {
             }
             (Err(_), _) => {
                 self.put_back(token, data, from_scratch);
-                self.fail(token, errors::CONNECTION_LOST);
+                self.fail(token, NetError::ConnectionLost);
                 ReadResult::Closed
             }
         }
@@ -264,14 +266,9 @@ impl NetCore {
             let cap = manager.limits.max_pending_input;
             let biggest = self
                 .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(index, slot)| match &slot.socket {
-                    Some(Entry::Stream(stream)) if stream.mgr == mgr && stream.accounted_input > 0 => {
-                        Some((stream.accounted_input, token_of(index as u32, slot.generation)))
-                    }
-                    _ => None,
-                })
+                .streams()
+                .filter(|(_, stream)| stream.mgr == mgr && stream.accounted_input > 0)
+                .map(|(token, stream)| (stream.accounted_input, token))
                 .max();
             let Some((bytes, token)) = biggest else { return };
             let peer = self
@@ -285,7 +282,7 @@ impl NetCore {
             if let Some(manager) = self.managers.get_mut(mgr as usize) {
                 manager.stats.recv_buffer_full += 1;
             }
-            self.fail(token, errors::RECV_BUFFER_FULL);
+            self.fail(token, NetError::RecvBufferFull);
         }
     }
 
@@ -315,7 +312,7 @@ impl NetCore {
              {bytes} bytes received)",
             timeout.as_millis()
         ));
-        self.fail(token, errors::TIMEOUT);
+        self.fail(token, NetError::Timeout);
     }
 
     /// Returns a buffer lent by [`NetCore::read`]; bytes past `consumed` stay pending.
@@ -362,10 +359,10 @@ impl NetCore {
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<usize, SendError<E>> {
         let Some((stream, manager)) = self.stream_and_manager(token) else {
-            return Err(SendError::Net(errors::CLOSED));
+            return Err(SendError::Net(NetError::Closed));
         };
         if stream.state == State::Closing {
-            return Err(SendError::Net(errors::CLOSED));
+            return Err(SendError::Net(NetError::Closed));
         }
         let package_size = manager.package_size;
         let out = stream.output_mut();
@@ -380,7 +377,7 @@ impl NetCore {
         }
         if out.len() - payload_start > package_size {
             stream.discard_output(start);
-            return Err(SendError::Net(errors::PACKAGE_TOO_LARGE));
+            return Err(SendError::Net(NetError::PackageTooLarge));
         }
         frame::finish(out, start);
         self.queued(token, start).map_err(SendError::Net)
@@ -394,7 +391,7 @@ impl NetCore {
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<usize, SendError<E>> {
         let Some(stream) = self.stream(token).filter(|s| s.state != State::Closing) else {
-            return Err(SendError::Net(errors::CLOSED));
+            return Err(SendError::Net(NetError::Closed));
         };
         let out = stream.output_mut();
         let start = out.len();
@@ -408,9 +405,9 @@ impl NetCore {
     /// Accepts what the stream's output got since `start` and schedules its
     /// write: at once past a large backlog, else at the end of the pass. A
     /// stream past its send buffer size fails with `send-buffer-full`.
-    pub(super) fn queued(&mut self, token: Token, start: usize) -> Result<usize, &'static str> {
+    pub(super) fn queued(&mut self, token: Token, start: usize) -> Result<usize, NetError> {
         let Some(stream) = self.stream(token) else {
-            return Err(errors::CLOSED);
+            return Err(NetError::Closed);
         };
         match stream.commit_output(start) {
             Ok(size) => {
@@ -441,7 +438,6 @@ impl NetCore {
 
     /// Writes every stream with output queued this pass.
     pub fn flush_dirty(&mut self) {
-        self.report_lost_calls();
         // Flushing never marks streams dirty, so the list is stable while we walk it.
         for at in 0..self.dirty.len() {
             let Some(token) = self.token_at(self.dirty[at] as usize) else {
@@ -474,7 +470,7 @@ impl NetCore {
                 if stream.state == State::Closing {
                     self.release(token);
                 } else {
-                    self.fail(token, errors::CONNECTION_LOST);
+                    self.fail(token, NetError::ConnectionLost);
                 }
             }
         }
@@ -482,11 +478,8 @@ impl NetCore {
 
     /// True while any stream has output not yet written.
     pub fn has_unsent_output(&self) -> bool {
-        self.slots.iter().any(|slot| match &slot.socket {
-            Some(Entry::Stream(stream)) => {
-                stream.unsent() > 0 && matches!(stream.state, State::Open | State::Closing | State::Connecting)
-            }
-            _ => false,
+        self.slots.streams().any(|(_, stream)| {
+            stream.unsent() > 0 && matches!(stream.state, State::Open | State::Closing | State::Connecting)
         })
     }
 
@@ -494,12 +487,12 @@ impl NetCore {
     /// output left on any stream, so closing at exit loses nothing.
     pub fn wait_until_acknowledged(&self, deadline: Instant) -> bool {
         loop {
-            let waiting = self.slots.iter().any(|slot| match &slot.socket {
-                Some(Entry::Stream(Stream {
+            let waiting = self.slots.streams().any(|(_, stream)| match stream {
+                Stream {
                     socket: Some(socket),
                     state: State::Open | State::Closing,
                     ..
-                })) => unacknowledged_bytes(socket) > 0,
+                } => unacknowledged_bytes(socket) > 0,
                 _ => false,
             });
             if !waiting {
@@ -514,11 +507,14 @@ impl NetCore {
 
     /// Marks every stream with output for flushing (used when quitting).
     pub fn mark_all_dirty(&mut self) {
-        let tokens: Vec<Token> = (0..self.slots.len()).filter_map(|key| self.token_at(key)).collect();
+        let tokens: Vec<Token> = self
+            .slots
+            .streams()
+            .filter(|(_, stream)| stream.unsent() > 0)
+            .map(|(token, _)| token)
+            .collect();
         for token in tokens {
-            if self.stream(token).is_some_and(|s| s.unsent() > 0) {
-                self.mark_dirty(token);
-            }
+            self.mark_dirty(token);
         }
     }
 }

@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::NetError;
+use super::resolver;
 use super::secure::Security;
+use super::slots::{Entry, index_of};
 use super::stream::{Framing, State, Stream};
-use super::{Entry, NetCore, NetTimer, Notice, Token, errors, index_of};
+use super::{NetCore, NetTimer, Notice, Token};
 
 impl NetCore {
     /// Starts a non-blocking connect; the outcome arrives as a notice.
@@ -20,18 +23,17 @@ impl NetCore {
         timeout: Duration,
         framing: Framing,
         security: Option<&Security>,
-    ) -> Result<Token, (&'static str, Option<String>)> {
+    ) -> Result<Token, (NetError, Option<String>)> {
         self.has_room(mgr).map_err(|e| (e, None))?;
         if host.is_empty() {
-            return Err((errors::INVALID_PARAM, Some("the host is empty".into())));
+            return Err((NetError::InvalidParam, Some("the host is empty".into())));
         }
         let mut stream = Stream::new(mgr, State::Resolving, None, host.to_string(), port);
         stream.framing = framing;
         if let Some(security) = security.filter(|s| s.is_needed()) {
-            Self::prepare_securing(&mut stream, security, None).map_err(|e| (errors::INVALID_PARAM, Some(e)))?;
+            Self::prepare_securing(&mut stream, security, None).map_err(|e| (NetError::InvalidParam, Some(e)))?;
         }
-        let token = self.insert(Entry::Stream(stream));
-        self.managers[mgr as usize].open += 1;
+        let token = self.adopt(Entry::Stream(stream));
         let timer = self
             .timers
             .add_at(Instant::now() + timeout, None, NetTimer::Deadline(token));
@@ -40,7 +42,12 @@ impl NetCore {
         }
         match host.parse::<IpAddr>() {
             Ok(ip) => self.start_connect(token, SocketAddr::new(ip, port)),
-            Err(_) => self.resolver.resolve(token, host.to_string(), port),
+            Err(_) => {
+                if !self.resolver.resolve(token, host.to_string(), port) {
+                    let why = format!("more than {} name lookups are waiting", resolver::MAX_QUEUED);
+                    self.fail_with(token, NetError::AddrError, Some(why));
+                }
+            }
         }
         Ok(token)
     }
@@ -58,10 +65,10 @@ impl NetCore {
         })();
         let socket = match attempt {
             Ok(socket) => socket,
-            Err(error) => return self.fail_with(token, errors::CONNECT_FAILED, Some(error.to_string())),
+            Err(error) => return self.fail_with(token, NetError::ConnectFailed, Some(error.to_string())),
         };
         if let Err(error) = self.register(&socket, index_of(token)) {
-            return self.fail_with(token, errors::CONNECT_FAILED, Some(error.to_string()));
+            return self.fail_with(token, NetError::ConnectFailed, Some(error.to_string()));
         }
         if let Some(stream) = self.stream(token) {
             stream.socket = Some(socket);
@@ -78,7 +85,7 @@ impl NetCore {
             (Ok(None), Err(error)) => Some(error.to_string()),
         };
         if let Some(why) = failure {
-            return self.fail_with(token, errors::CONNECT_FAILED, Some(why));
+            return self.fail_with(token, NetError::ConnectFailed, Some(why));
         }
         let _ = socket.set_nodelay(stream.nodelay);
         if let Ok(peer) = socket.peer_addr() {
@@ -110,8 +117,8 @@ impl NetCore {
             }
             match result.map(|addrs| addrs.into_iter().next()) {
                 Ok(Some(addr)) => self.start_connect(token, addr),
-                Ok(None) => self.fail_with(token, errors::ADDR_ERROR, Some("the name has no address".into())),
-                Err(error) => self.fail_with(token, errors::ADDR_ERROR, Some(error.to_string())),
+                Ok(None) => self.fail_with(token, NetError::AddrError, Some("the name has no address".into())),
+                Err(error) => self.fail_with(token, NetError::AddrError, Some(error.to_string())),
             }
         }
     }

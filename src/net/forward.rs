@@ -2,9 +2,11 @@
 //! untouched; the router reads only the route header. Calls (forwards with a
 //! session) are tracked by [`super::calls::CallTracker`].
 
+use super::NetError;
 use super::calls::Refused;
 use super::frame::{self, ForwardFailure, Kind, Mode, Route};
-use super::{Entry, NetCore, SendError, Token, errors};
+use super::slots::Entry;
+use super::{NetCore, SendError, Token};
 use crate::log;
 
 impl NetCore {
@@ -119,7 +121,7 @@ impl NetCore {
         });
         match result {
             Ok(_) => Ok(()),
-            Err(SendError::Net(errors::SEND_BUFFER_FULL)) => Err(ForwardFailure::SendBufferFull),
+            Err(SendError::Net(NetError::SendBufferFull)) => Err(ForwardFailure::SendBufferFull),
             Err(_) => Err(ForwardFailure::NoRoute),
         }
     }
@@ -138,7 +140,7 @@ impl NetCore {
     }
 
     /// Sends `connection-lost` to the callers of tracked calls whose receiver went away.
-    pub(super) fn report_lost_calls(&mut self) {
+    pub fn report_lost_calls(&mut self) {
         if !self.calls.has_lost() {
             return;
         }

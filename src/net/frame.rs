@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use super::NetError;
+
 /// Bytes of the length prefix.
 pub const PREFIX_LEN: usize = 4;
 /// Room a body may take beyond the payload for its kind and routing header.
@@ -164,10 +166,10 @@ pub enum FrameError {
 
 impl FrameError {
     /// The error string of the stream API.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> NetError {
         match self {
-            FrameError::TooLarge(_) => "package-too-large",
-            FrameError::Bad(_) => "bad-package",
+            FrameError::TooLarge(_) => NetError::PackageTooLarge,
+            FrameError::Bad(_) => NetError::BadPackage,
         }
     }
 }

@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::NetError;
 use super::secure::auth::{self, AuthError, Handshake, Progress, Role};
 use super::secure::tls::TlsSession;
 use super::secure::{Securing, Security};
 use super::stream::Stream;
-use super::{NetCore, NetTimer, Notice, Token, errors};
+use super::{NetCore, NetTimer, Notice, Token};
 use crate::log;
 
 impl NetCore {
@@ -81,14 +82,14 @@ impl NetCore {
                 self.mark_dirty(token);
             }
             Err(error) => {
-                self.securing_failed(token, errors::AUTH_FAILED, &format!("no random nonce: {error}"));
+                self.securing_failed(token, NetError::AuthFailed, &format!("no random nonce: {error}"));
             }
         }
     }
 
     /// True while a stream's frames belong to its secret handshake.
     pub fn is_securing(&self, token: Token) -> bool {
-        matches!(self.slot(token), Some(super::Entry::Stream(stream)) if stream.secure.is_some())
+        matches!(self.slot(token), Some(super::slots::Entry::Stream(stream)) if stream.secure.is_some())
     }
 
     /// Handles a frame that arrived while the link is being secured; returns
@@ -97,7 +98,7 @@ impl NetCore {
         let Some(stream) = self.stream(token) else { return false };
         let Some(handshake) = stream.secure.as_mut().and_then(|s| s.auth.as_mut()) else {
             let why = "a frame arrived before the TLS handshake finished";
-            self.securing_failed(token, errors::TLS_FAILED, why);
+            self.securing_failed(token, NetError::TlsFailed, why);
             return false;
         };
         let mut answer = Vec::new();
@@ -123,18 +124,18 @@ impl NetCore {
     pub fn unexpected_handshake(&mut self, token: Token) {
         self.count(token, |stats| stats.auth_failed += 1);
         let why = "the peer wants a cluster secret handshake; this link has no secret";
-        self.log_closing(token, errors::AUTH_FAILED, why);
-        self.fail_with(token, errors::AUTH_FAILED, Some(why.into()));
+        self.log_closing(token, NetError::AuthFailed, why);
+        self.fail_with(token, NetError::AuthFailed, Some(why.into()));
     }
 
     /// Logs why a link is closed: a warning for a link a listener accepted
     /// (its script may never have seen it); for a connection we made, the
     /// script hears it (on_connect or on_error, with the detail), so a
     /// service that keeps retrying is not logged once per attempt.
-    pub(super) fn log_closing(&self, token: Token, error: &str, why: &str) {
+    pub(super) fn log_closing(&self, token: Token, error: NetError, why: &str) {
         let line = format!("closing stream {token} ({}): {error} ({why})", self.peer_of(token));
         match self.slot(token) {
-            Some(super::Entry::Stream(stream)) if !stream.accepted => log::debug(&line),
+            Some(super::slots::Entry::Stream(stream)) if !stream.accepted => log::debug(&line),
             _ => log::warn(&line),
         }
     }
@@ -156,13 +157,13 @@ impl NetCore {
             }
             let _ = stream.flush(); // best effort: the link closes either way
         }
-        self.securing_failed(token, errors::AUTH_FAILED, &error.to_string());
+        self.securing_failed(token, NetError::AuthFailed, &error.to_string());
     }
 
     /// Closes a link that could not be secured: logged with the peer, counted.
-    pub(super) fn securing_failed(&mut self, token: Token, error: &'static str, why: &str) {
+    pub(super) fn securing_failed(&mut self, token: Token, error: NetError, why: &str) {
         self.count(token, |stats| {
-            if error == errors::TLS_FAILED {
+            if error == NetError::TlsFailed {
                 stats.tls_failed += 1;
             } else {
                 stats.auth_failed += 1;
@@ -179,9 +180,9 @@ impl NetCore {
         securing.timer = None;
         let ms = securing.timeout.as_millis();
         let (error, what) = if stream.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
-            (errors::TLS_FAILED, "TLS handshake")
+            (NetError::TlsFailed, "TLS handshake")
         } else {
-            (errors::AUTH_FAILED, "secret handshake")
+            (NetError::AuthFailed, "secret handshake")
         };
         self.securing_failed(token, error, &format!("the {what} did not finish within {ms} ms"));
     }
@@ -191,10 +192,10 @@ impl NetCore {
         let Some(stream) = self.stream(token) else { return };
         if stream.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
             let why = "the peer closed the link during the TLS handshake (it refused our certificate, or it does not speak TLS)";
-            self.securing_failed(token, errors::TLS_FAILED, why);
+            self.securing_failed(token, NetError::TlsFailed, why);
         } else {
             let why = "the peer closed the link during the secret handshake (a different secret, or none?)";
-            self.securing_failed(token, errors::AUTH_FAILED, why);
+            self.securing_failed(token, NetError::AuthFailed, why);
         }
     }
 
@@ -218,7 +219,7 @@ impl NetCore {
     /// "ip:port" of a stream's peer, for log lines.
     pub(super) fn peer_of(&self, token: Token) -> String {
         match self.slot(token) {
-            Some(super::Entry::Stream(stream)) => format!("{}:{}", stream.ip, stream.port),
+            Some(super::slots::Entry::Stream(stream)) => format!("{}:{}", stream.ip, stream.port),
             _ => "closed".into(),
         }
     }

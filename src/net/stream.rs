@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use super::errors;
+use super::NetError;
 use super::secure::Securing;
 use super::secure::tls::TlsSession;
 use crate::runtime::timers::TimerId;
@@ -218,14 +218,14 @@ impl Stream {
     }
 
     /// Accepts the frame written at `output_mut()[start..]` unless it breaks the send limit.
-    pub fn commit_output(&mut self, start: usize) -> Result<usize, &'static str> {
+    pub fn commit_output(&mut self, start: usize) -> Result<usize, NetError> {
         let unsent = self.unsent();
         let limit = self.send_limit;
         let buffer = self.appended();
         let size = buffer.len() - start;
         if unsent > limit {
             buffer.truncate(start);
-            return Err(errors::SEND_BUFFER_FULL);
+            return Err(NetError::SendBufferFull);
         }
         Ok(size)
     }

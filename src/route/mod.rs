@@ -7,7 +7,8 @@ pub mod service_id;
 
 use std::collections::HashMap;
 
-/// A stream's token as the route table sees it; 0 keeps a slot without a stream.
+/// Identifies a listener or stream for the life of the process (never 0);
+/// in the route table, 0 keeps a slot without a stream.
 pub type Token = u64;
 
 /// Largest group number.
@@ -140,7 +141,7 @@ impl RouteTable {
 
     /// Sets the explicit master of a group; 0 clears it. False for a bad group.
     pub fn set_master(&mut self, group: u32, token: Token) -> bool {
-        if group == 0 || group > MAX_GROUP {
+        if !service_id::is_valid_group(i64::from(group)) {
             return false;
         }
         self.groups[group as usize].master = token;

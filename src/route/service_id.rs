@@ -15,9 +15,19 @@ pub fn index(id: u32) -> u32 {
     id & 0xffff
 }
 
+/// True for a group number 1..=255.
+pub fn is_valid_group(group: i64) -> bool {
+    (1..=i64::from(super::MAX_GROUP)).contains(&group)
+}
+
+/// The id of `group` (1..=255) and `index` (1..=65535), if both are in range.
+pub fn from_parts(group: i64, index: i64) -> Option<u32> {
+    (is_valid_group(group) && (1..=0xffff).contains(&index)).then(|| make(group as u32, index as u32))
+}
+
 /// True when group and index are both in range.
 pub fn is_valid(id: u32) -> bool {
-    (1..=super::MAX_GROUP).contains(&group(id)) && index(id) != 0
+    is_valid_group(i64::from(group(id))) && index(id) != 0
 }
 
 /// The `"group.index"` form.
@@ -28,13 +38,7 @@ pub fn name(id: u32) -> String {
 /// Parses `"group.index"`; `None` unless both parts are in range.
 pub fn parse(text: &str) -> Option<u32> {
     let (group, index) = text.split_once('.')?;
-    let group: u32 = group.trim().parse().ok()?;
-    let index: u32 = index.trim().parse().ok()?;
-    if index > 0xffff {
-        return None;
-    }
-    let id = make(group, index);
-    (group <= super::MAX_GROUP && is_valid(id)).then_some(id)
+    from_parts(group.trim().parse().ok()?, index.trim().parse().ok()?)
 }
 
 #[cfg(test)]

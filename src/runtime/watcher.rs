@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use crate::runtime::poller::Poller;
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher as _};
-use polling::Poller;
 
 /// Quiet time after the last event of a file before it is reloaded.
 const SETTLE: Duration = Duration::from_millis(20);
