@@ -47,6 +47,15 @@ impl Dir {
         std::fs::write(&path, text).expect("write script");
         path
     }
+
+    /// Copies `tests/scripts/<relative>` to `name` in this directory (for
+    /// scripts a test edits, or that must sit next to files the test writes)
+    /// and returns its path.
+    pub fn copy_script(&self, name: &str, relative: &str) -> PathBuf {
+        let text = std::fs::read_to_string(test_script(relative))
+            .unwrap_or_else(|error| panic!("test script {relative}: {error}"));
+        self.write(name, &text)
+    }
 }
 
 #[derive(Default)]
@@ -321,4 +330,9 @@ pub fn test_script(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/scripts")
         .join(relative)
+}
+
+/// `test_script(relative)` as a string, for command lines.
+pub fn script_arg(relative: &str) -> String {
+    test_script(relative).to_str().expect("utf-8 path").to_string()
 }
