@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::proxy::Proxy;
 use common::redis::Redis;
 use common::wire::{self, RawClient, Value};
-use common::{Dir, Luna, eventually};
+use common::{Dir, Luna, eventually, script_arg};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -49,9 +49,11 @@ fn router(args: &[&str]) -> (Luna, String) {
     (luna, address)
 }
 
-/// The shipped router run by router_stats.lua, which adds `stats ...` lines.
+/// The shipped router run by tests/scripts/common/router_stats.lua, which
+/// adds `stats ...` lines.
 fn stats_router(args: &[&str]) -> (Luna, String) {
-    let mut all = vec!["router_stats.lua", "--listen", "127.0.0.1:0"];
+    let script = script_arg("common/router_stats.lua");
+    let mut all = vec![script.as_str(), "--listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut luna = Luna::start_in(&scripts(), &all);
     let address = luna.value("listening");

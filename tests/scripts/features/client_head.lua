@@ -1,6 +1,7 @@
--- The head of every client script of tests/cluster_features.rs:
--- `luna client_<id>.lua <id> <router>...`; when_ready(fn) runs fn in a
--- coroutine once every router is live.
+-- The head of every client of tests/cluster_features.rs:
+-- `CLIENT_BODY=<file> luna client_head.lua <id> <router>...`; when_ready(fn)
+-- runs fn in a coroutine once every router is live. Then the body runs in
+-- this file's environment.
 local cluster = require("luna.cluster")
 local routers = {}
 for i = 2, #luna.args do routers[#routers + 1] = luna.args[i] end
@@ -17,3 +18,4 @@ function when_ready(fn)
         end
     end)
 end
+assert(loadfile(assert(os.getenv("CLIENT_BODY"), "CLIENT_BODY is not set"), "t", _ENV))()
