@@ -66,7 +66,7 @@ fn run_client(client: &Path, port: &str, env: &[(&str, &str)]) -> (bool, String,
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // poll period of the wait for the exit
     };
     let mut texts = readers.into_iter().map(|reader| reader.join().unwrap_or_default());
     let stdout = texts.next().unwrap_or_default();

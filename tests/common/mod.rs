@@ -248,7 +248,7 @@ impl Luna {
             if Instant::now() >= end {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // poll period of the wait for the exit
         }
     }
 
@@ -305,7 +305,7 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         if Instant::now() >= end {
             panic!("timed out waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // poll period of the wait for the condition
     }
 }
 

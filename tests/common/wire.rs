@@ -144,6 +144,7 @@ impl RawClient {
             let ping = call_frame(&[Value::from("@ping")]);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
+                    // Not a wait: pacing, one ping every 200 ms (checking for the stop meanwhile).
                     for _ in 0..10 {
                         std::thread::sleep(Duration::from_millis(20));
                         if stop.load(Ordering::SeqCst) {
