@@ -1,5 +1,7 @@
 -- `luna database.lua <redis port> <id>`: discovery in database 3 with
--- password `pw`; watches group `service` and registers `id` after 300 ms.
+-- password `pw`; watches group `service` and registers `id` after 300 ms,
+-- after the first scan, so that only a keyspace notification can report it
+-- (luna.discovery has no event for "first scan done" to wait for instead).
 local d = require("luna.discovery").start{
     redis = { port = tonumber(luna.args[1]), password = "pw", db = 3 }, prefix = "t", ttl_ms = 1000,
     rescan_ms = 600000,

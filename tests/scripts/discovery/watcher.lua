@@ -6,4 +6,3 @@ local d = require("luna.discovery").start{
 }
 d.watch("service", function(name, value) print("added " .. name .. " " .. value) end,
                    function(name) print("removed " .. name) end)
-luna.timer(200, function() print("watching") end)
