@@ -1,4 +1,4 @@
-//! The error strings of the socket API (SPEC section 3).
+//! The error strings of the socket API (README "Sockets", Errors).
 
 /// The peer closed the connection or it broke.
 pub const CONNECTION_LOST: &str = "connection-lost";
