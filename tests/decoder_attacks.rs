@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::wire::{amplification_payload, call_bytes, connect_raw};
 use common::{Luna, eventually, test_script};
 
 /// The echo server of tests/scripts/common/echo_server.lua (at most 100
@@ -26,42 +27,15 @@ fn redis_client(port: u16) -> Luna {
     Luna::start(&test_script("decoder_attacks/redis_client.lua"), &[&port.to_string()])
 }
 
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
-    out.push(kind);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The amplification payload of the issue: `91`, then 32 nested array 32
-/// (`dd`) or map 32 (`df`) headers, each claiming every byte left after it
-/// (half of them for a map, two bytes per entry), then `00` filler.
-fn amplification_payload(size: usize, map: bool) -> Vec<u8> {
-    let mut out = vec![0x91u8];
-    for _ in 0..32 {
-        let left = (size - out.len() - 5) as u32;
-        out.push(if map { 0xdf } else { 0xdd });
-        out.extend_from_slice(&(if map { left / 2 } else { left }).to_be_bytes());
-    }
-    out.resize(size, 0);
-    out
-}
-
 /// Peak resident memory of a process (VmHWM), in bytes.
 fn peak_memory(pid: u32) -> u64 {
     proc_status_bytes(pid, "VmHWM:")
 }
 
-fn raw_client(port: u16) -> TcpStream {
-    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket.set_read_timeout(Some(common::DEADLINE)).unwrap();
-    socket
-}
-
 /// Sends ("ping", n) and checks the echo comes back.
 fn echo(socket: &mut TcpStream, n: u8) {
     socket
-        .write_all(&frame(1, &[0x92, 0xa4, b'p', b'i', b'n', b'g', n]))
+        .write_all(&call_bytes(&[0x92, 0xa4, b'p', b'i', b'n', b'g', n]))
         .unwrap();
     let mut prefix = [0u8; 4];
     socket.read_exact(&mut prefix).unwrap();
@@ -76,13 +50,13 @@ fn echo(socket: &mut TcpStream, n: u8) {
 #[test]
 fn amplification_frames_are_closed_without_allocating_gigabytes() {
     let (mut server, port) = echo_server();
-    let mut good = raw_client(port);
+    let mut good = connect_raw(port);
     echo(&mut good, 1);
     let baseline = peak_memory(server.pid());
     for map in [false, true] {
-        let mut bad = raw_client(port);
+        let mut bad = connect_raw(port);
         // The socket may be reset while we still write: the server closes it early.
-        let _ = bad.write_all(&frame(1, &amplification_payload(4 << 20, map)));
+        let _ = bad.write_all(&call_bytes(&amplification_payload(4 << 20, map)));
         server.expect("error bad-package");
         let mut rest = Vec::new();
         match bad.read_to_end(&mut rest) {
@@ -107,13 +81,13 @@ fn proc_status_bytes(pid: u32, key: &str) -> u64 {
 
 #[test]
 fn length_prefixes_alone_do_not_reserve_what_they_declare() {
-    let (mut server, port) = echo_server();
-    let mut good = raw_client(port);
+    let (server, port) = echo_server();
+    let mut good = connect_raw(port);
     echo(&mut good, 1);
     let before = proc_status_bytes(server.pid(), "VmData:");
     // Each declares a 16 MiB Call and sends its first bytes in pieces, so
     // that later reads find the prefix already buffered.
-    let mut peers: Vec<TcpStream> = (0..40).map(|_| raw_client(port)).collect();
+    let mut peers: Vec<TcpStream> = (0..40).map(|_| connect_raw(port)).collect();
     let prefix = ((16u32 << 20) + 1).to_be_bytes();
     for piece in [&prefix[..], &[1u8, 0x91][..], &[0xc0][..]] {
         for peer in &mut peers {

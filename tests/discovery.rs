@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::redis::Redis;
-use common::{Luna, eventually, test_script};
+use common::{Luna, eventually, start_router, test_script};
 
 /// Starts `luna <script> <args...>` in tests/scripts/discovery/.
 fn start(script: &str, args: &[&str]) -> Luna {
@@ -102,9 +102,7 @@ fn a_lost_lease_demotes_at_once() {
 #[test]
 fn redis_outage_never_stops_a_service() {
     let mut redis = Redis::start(&[]);
-    let router_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua");
-    let mut router = start(router_script.to_str().unwrap(), &["--listen", "127.0.0.1:0"]);
-    let address = router.value("listening");
+    let (router, address) = start_router(&test_script("discovery"), &[]);
     let port = redis.port.to_string();
     let mut service = start("node.lua", &["2.1", &address, &port]);
     let mut client = start("node.lua", &["9.1", &address, &port]);
@@ -161,28 +159,15 @@ fn wrong_password_gives_a_clear_error() {
 #[test]
 fn services_follow_routers_found_by_discovery() {
     let redis = Redis::start(&[]);
-    let router_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua");
     let redis_address = format!("127.0.0.1:{}", redis.port);
-    let router_args = [
-        router_script.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--redis",
-        &redis_address,
-        "--prefix",
-        "t",
-        "--ttl-ms",
-        "1000",
-    ];
+    let router_args = ["--redis", &redis_address, "--prefix", "t", "--ttl-ms", "1000"];
     let port = redis.port.to_string();
     let mut service = start("follower.lua", &["2.1", &port]);
-    let mut router = start(router_args[0], &router_args[1..]);
-    let address = router.value("listening");
+    let (router, address) = start_router(&test_script("discovery"), &router_args);
     service.expect(&format!("router {address}"));
     router.signal(libc::SIGKILL);
     service.expect("router nil");
-    let mut second = start(router_args[0], &router_args[1..]);
-    let address = second.value("listening");
+    let (_second, address) = start_router(&test_script("discovery"), &router_args);
     service.expect(&format!("router {address}"));
     // The dead router's key expired and the service dropped it.
     eventually("the dead router forgotten", || {

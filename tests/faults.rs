@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::proxy::Proxy;
 use common::redis::Redis;
 use common::wire::{self, RawClient, Value};
-use common::{Dir, Luna, eventually, script_arg};
+use common::{Dir, Luna, eventually, script_arg, start_router};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -35,18 +35,9 @@ fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/faults")
 }
 
-fn router_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua")
-}
-
 /// Starts the shipped router on a free port with extra `args`: (process, "ip:port").
 fn router(args: &[&str]) -> (Luna, String) {
-    let script = router_script();
-    let mut all = vec![script.to_str().unwrap(), "--listen", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let mut luna = Luna::start_in(&scripts(), &all);
-    let address = luna.value("listening");
-    (luna, address)
+    start_router(&scripts(), args)
 }
 
 /// The shipped router run by tests/scripts/common/router_stats.lua, which
@@ -74,18 +65,9 @@ fn service(id: &str, env: &[(&str, &str)]) -> Luna {
     luna
 }
 
-/// The value of the last stdout line `key <value>` so far.
-fn last_value(luna: &Luna, key: &str) -> Option<String> {
-    let prefix = format!("{key} ");
-    luna.stdout()
-        .iter()
-        .rev()
-        .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
-}
-
 /// Forwards a service counted (`got <n>`).
 fn got(service: &Luna) -> u64 {
-    last_value(service, "got").map_or(0, |n| n.parse().unwrap())
+    service.last_value("got").map_or(0, |n| n.parse().unwrap())
 }
 
 /// The `name=value` fields of a line.
@@ -254,7 +236,7 @@ impl Client {
 
     /// The router messages go through and the calls sent when it was picked.
     fn via(&self) -> Option<(String, u64)> {
-        let value = last_value(&self.luna, "via")?;
+        let value = self.luna.last_value("via")?;
         let (address, seq) = value.split_once(' ')?;
         Some((address.to_string(), seq.parse().ok()?))
     }

@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use common::wire::{self, connect_raw};
 use common::{Dir, Luna, test_script};
 
 /// Starts `tests/scripts/net/<name>.lua <args...>`.
@@ -155,37 +156,20 @@ fn send_buffer_full_against_a_reader_that_never_reads() {
     drop(holder.join());
 }
 
+/// A frame with no header: length prefix, kind, then `payload` as it is.
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
-    out.push(kind);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn msgpack(values: &[rmpv::Value]) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &rmpv::Value::Array(values.to_vec())).unwrap();
-    out
+    wire::frame(kind, &[], payload)
 }
 
 /// Reads one frame from a raw socket; returns its kind and payload.
 fn read_frame(socket: &mut TcpStream) -> (u8, rmpv::Value) {
-    let mut prefix = [0u8; 4];
-    socket.read_exact(&mut prefix).unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-    socket.read_exact(&mut body).unwrap();
-    (body[0], rmpv::decode::read_value(&mut &body[1..]).unwrap())
-}
-
-fn raw_client(port: u16) -> TcpStream {
-    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket.set_read_timeout(Some(common::DEADLINE)).unwrap();
-    socket
+    let (kind, payload) = wire::read_frame(socket).unwrap();
+    (kind, rmpv::decode::read_value(&mut &payload[..]).unwrap())
 }
 
 fn assert_served(port: u16) {
-    let mut good = raw_client(port);
-    good.write_all(&frame(1, &msgpack(&["still".into(), 1.into()])))
+    let mut good = connect_raw(port);
+    good.write_all(&frame(1, &wire::payload(&["still".into(), 1.into()])))
         .unwrap();
     let (kind, value) = read_frame(&mut good);
     assert_eq!(kind, 1);
@@ -227,9 +211,9 @@ fn malformed_input_closes_only_that_stream() {
         ("trailing bytes", frame(1, &[0x91, 0x01, 0x02]), "error bad-package"),
     ];
     for (what, bytes, expected) in cases {
-        let mut bad = raw_client(port);
+        let mut bad = connect_raw(port);
         // A healthy connection made before the bad one must survive it too.
-        let mut bystander = raw_client(port);
+        let mut bystander = connect_raw(port);
         bad.write_all(&bytes).unwrap();
         // Other streams of earlier cases close too: wait for this case's error.
         let line = server.expect(expected);
@@ -241,7 +225,7 @@ fn malformed_input_closes_only_that_stream() {
             Ok(_) => {}
             Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "case {what}"),
         }
-        bystander.write_all(&frame(1, &msgpack(&["ok".into()]))).unwrap();
+        bystander.write_all(&frame(1, &wire::payload(&["ok".into()]))).unwrap();
         assert_eq!(
             read_frame(&mut bystander).1,
             rmpv::Value::Array(vec!["echo".into(), "ok".into()]),
@@ -250,8 +234,8 @@ fn malformed_input_closes_only_that_stream() {
         assert_served(port);
     }
     // A frame cut short by a closing peer loses nothing else.
-    let mut half = raw_client(port);
-    half.write_all(&frame(1, &msgpack(&["x".into()]))[..5]).unwrap();
+    let mut half = connect_raw(port);
+    half.write_all(&frame(1, &wire::payload(&["x".into()]))[..5]).unwrap();
     drop(half);
     server.expect("error connection-lost");
     assert_served(port);
@@ -290,14 +274,14 @@ fn max_fd_is_enforced_on_connect_and_accept() {
     let (mut server, port) = start_echo_server(&["3"]);
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut stream = raw_client(port);
+        let mut stream = connect_raw(port);
         // An answer proves the server accepted this one.
-        stream.write_all(&frame(1, &msgpack(&["hi".into()]))).unwrap();
+        stream.write_all(&frame(1, &wire::payload(&["hi".into()]))).unwrap();
         read_frame(&mut stream);
         held.push(stream);
     }
     // The third is accepted by the kernel, then closed by luna and counted.
-    let mut third = raw_client(port);
+    let mut third = connect_raw(port);
     third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 1];
     match third.read(&mut buf) {
@@ -352,9 +336,10 @@ fn peer_closing_while_we_write_never_kills_the_process() {
 fn a_peer_that_half_closes_still_gets_its_replies() {
     let (mut server, port) = start_echo_server(&[]);
     let big = "b".repeat(4 << 20);
-    let mut raw = raw_client(port);
-    raw.write_all(&frame(1, &msgpack(&["small".into()]))).unwrap();
-    raw.write_all(&frame(1, &msgpack(&[big.as_str().into()]))).unwrap();
+    let mut raw = connect_raw(port);
+    raw.write_all(&frame(1, &wire::payload(&["small".into()]))).unwrap();
+    raw.write_all(&frame(1, &wire::payload(&[big.as_str().into()])))
+        .unwrap();
     raw.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(
         read_frame(&mut raw).1,

@@ -3,13 +3,15 @@
 mod common;
 
 use common::cluster::Cluster;
-use common::{Luna, test_script};
+use common::{Luna, script_arg, test_script};
 
-/// A cluster of tests/scripts/rpc/service.lua services (with a copy of
-/// rpc/handlers.lua next to them) whose clients run rpc/client_head.lua.
+/// A cluster of tests/scripts/rpc/service.lua services whose handlers are a
+/// copy of rpc/handlers.lua in the cluster's directory (so that a test may
+/// edit them); clients run rpc/client_head.lua.
 fn new_cluster(router_args: &[&str]) -> Cluster {
-    let cluster = Cluster::new("rpc/service.lua", "rpc/client_head.lua", 1, router_args);
-    cluster.dir.copy_script("handlers.lua", "rpc/handlers.lua");
+    let mut cluster = Cluster::new("rpc/service.lua", "rpc/client_head.lua", 1, router_args);
+    let handlers = cluster.dir.copy_script("handlers.lua", "rpc/handlers.lua");
+    cluster.set_service_env("HANDLERS", handlers.to_str().unwrap());
     cluster
 }
 
@@ -88,11 +90,11 @@ fn ten_thousand_concurrent_calls_complete_with_the_right_results() {
 #[test]
 fn broadcast_call_reports_the_failing_instance_and_returns_the_others() {
     let mut cluster = new_cluster(&[]);
-    cluster.dir.copy_script("handlers_bad.lua", "rpc/handlers_bad.lua");
     cluster.start_service("4.1");
     cluster.start_service("4.2");
     // 4.3 uses the broken handlers.
-    let _bad = cluster.start_service_with("4.3", &[("HANDLERS", "handlers_bad.lua")]);
+    let bad_handlers = script_arg("rpc/handlers_bad.lua");
+    let _bad = cluster.start_service_with("4.3", &[("HANDLERS", &bad_handlers)]);
     let mut client = cluster.start_client("9.1", "rpc/broadcast_call.lua");
     assert_eq!(client.value("result"), "4.1 true v1 from 4.1");
     assert_eq!(client.value("result"), "4.2 true v1 from 4.2");

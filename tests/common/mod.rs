@@ -207,6 +207,15 @@ impl Luna {
         line[at..].trim().to_string()
     }
 
+    /// The value of the last stdout line `key <value>` so far.
+    pub fn last_value(&self, key: &str) -> Option<String> {
+        let prefix = format!("{key} ");
+        self.stdout()
+            .iter()
+            .rev()
+            .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+    }
+
     /// Every stdout line so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.0.lock().unwrap().lines.clone()
@@ -330,6 +339,17 @@ pub fn test_script(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/scripts")
         .join(relative)
+}
+
+/// Starts the shipped router (runtime_lua/router.lua) in `cwd` on a free
+/// loopback port with extra `args`: (process, "ip:port").
+pub fn start_router(cwd: &Path, args: &[&str]) -> (Luna, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua");
+    let mut all = vec![script.to_str().expect("utf-8 path"), "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut router = Luna::start_in(cwd, &all);
+    let address = router.value("listening");
+    (router, address)
 }
 
 /// `test_script(relative)` as a string, for command lines.

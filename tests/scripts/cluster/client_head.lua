@@ -4,8 +4,8 @@
 -- prints `forward_error ...` lines, and offers when_ready(fn): fn runs once
 -- every router is live. Then the body runs in this file's environment.
 local cluster = require("luna.cluster")
-local routers = {}
-for i = 2, #luna.args do routers[#routers + 1] = luna.args[i] end
+local nodes = import("../common/node.lua")
+local routers = nodes.routers_from_args()
 replies = {}
 node = cluster.start{
     id = luna.args[1],
@@ -19,10 +19,5 @@ node = cluster.start{
         print("forward_error", err, mode, target, ...)
     end,
 }
-function when_ready(fn)
-    local timer
-    timer = luna.interval(20, function()
-        if #node.live_routers() == #routers then timer.cancel(); fn() end
-    end)
-end
+function when_ready(fn) nodes.when_live(node, #routers, fn) end
 assert(loadfile(assert(os.getenv("CLIENT_BODY"), "CLIENT_BODY is not set"), "t", _ENV))()

@@ -3,8 +3,8 @@
 -- `echo` payloads back to the sender. Prints `ready <id>` once registered
 -- on every router.
 local cluster = require("luna.cluster")
-local routers = {}
-for i = 2, #luna.args do routers[#routers + 1] = luna.args[i] end
+local nodes = import("../common/node.lua")
+local routers = nodes.routers_from_args()
 counts = {}
 node = cluster.start{
     id = luna.args[1],
@@ -21,10 +21,4 @@ node = cluster.start{
         end
     end,
 }
-local ready = false
-luna.interval(20, function()
-    if not ready and #node.live_routers() == #routers then
-        ready = true
-        print("ready " .. node.name)
-    end
-end)
+nodes.when_live(node, #routers, function() print("ready " .. node.name) end)

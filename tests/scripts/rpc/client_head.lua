@@ -5,15 +5,10 @@
 -- runs in this file's environment.
 local cluster = require("luna.cluster")
 rpc = require("luna.rpc")
-local routers = {}
-for i = 2, #luna.args do routers[#routers + 1] = luna.args[i] end
+local nodes = import("../common/node.lua")
+local routers = nodes.routers_from_args()
 node = cluster.start{ id = luna.args[1], routers = routers, heartbeat_ms = 200 }
-function when_ready(fn)
-    local timer
-    timer = luna.interval(20, function()
-        if #node.live_routers() == #routers then timer.cancel(); luna.go(fn) end
-    end)
-end
+function when_ready(fn) nodes.when_live(node, #routers, function() luna.go(fn) end) end
 function show(...)
     local parts = {}
     for i = 1, select("#", ...) do
