@@ -54,6 +54,7 @@ fn copy_runtime(dir: &Dir) -> std::path::PathBuf {
     }
     let entry = runtime.join("entry.lua");
     let text = std::fs::read_to_string(&entry).unwrap();
+    // An edit of the copy, as a developer would make: a line showing which runtime ran.
     std::fs::write(&entry, format!("print('custom runtime')\n{text}")).unwrap();
     runtime
 }
