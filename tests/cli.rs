@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Dir, Luna, run_to_end};
+use common::{Dir, Luna, run_to_end, script_arg};
 
 #[test]
 fn version_and_help() {
@@ -21,13 +21,17 @@ fn version_and_help() {
 #[test]
 fn check_compiles_without_running() {
     let dir = Dir::new();
-    dir.write("good.lua", "print('must not run')\n");
-    dir.write("also_good.lua", "local x = 1\n");
+    let good = script_arg("cli/must_not_run.lua");
+    let also_good = script_arg("cli/entry_ran.lua");
+    // Broken on purpose, so it stays out of tests/scripts/ (whose files must all compile).
     dir.write("bad.lua", "local x = \nfunction(\n");
-    let (code, stdout, stderr) = run_to_end(dir.dir.path(), &["--check", "good.lua", "also_good.lua"]);
+    let (code, stdout, stderr) = run_to_end(dir.dir.path(), &["--check", &good, &also_good]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stdout.contains("must not run"));
-    let (code, _, stderr) = run_to_end(dir.dir.path(), &["--check", "good.lua", "bad.lua"]);
+    assert!(
+        !stdout.contains("must not run") && !stdout.contains("entry ran"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run_to_end(dir.dir.path(), &["--check", &good, "bad.lua"]);
     assert_ne!(code, 0);
     assert!(
         stderr.contains("bad.lua:2:") || stderr.contains("bad.lua:3:"),
@@ -50,6 +54,7 @@ fn copy_runtime(dir: &Dir) -> std::path::PathBuf {
     }
     let entry = runtime.join("entry.lua");
     let text = std::fs::read_to_string(&entry).unwrap();
+    // An edit of the copy, as a developer would make: a line showing which runtime ran.
     std::fs::write(&entry, format!("print('custom runtime')\n{text}")).unwrap();
     runtime
 }
@@ -58,21 +63,21 @@ fn copy_runtime(dir: &Dir) -> std::path::PathBuf {
 fn runtime_override_from_flag_and_environment() {
     let dir = Dir::new();
     let runtime = copy_runtime(&dir);
-    dir.write("main.lua", "print('entry ran')\nluna_quit_flag = true\n");
-    let mut luna = Luna::start_in(dir.dir.path(), &["--runtime", runtime.to_str().unwrap(), "main.lua"]);
+    let entry = script_arg("cli/entry_ran.lua");
+    let mut luna = Luna::start_in(dir.dir.path(), &["--runtime", runtime.to_str().unwrap(), &entry]);
     assert!(luna.wait_exit().success(), "{}", luna.stderr());
     assert_eq!(luna.stdout(), vec!["custom runtime", "entry ran"]);
 
     let mut luna = Luna::start_with(
         dir.dir.path(),
-        &["main.lua"],
+        &[&entry],
         &[("LUNA_RUNTIME", runtime.to_str().unwrap())],
     );
     assert!(luna.wait_exit().success(), "{}", luna.stderr());
     assert_eq!(luna.stdout(), vec!["custom runtime", "entry ran"]);
 
     // Without the override the embedded runtime runs.
-    let mut luna = Luna::start_in(dir.dir.path(), &["main.lua"]);
+    let mut luna = Luna::start_in(dir.dir.path(), &[&entry]);
     assert!(luna.wait_exit().success());
     assert_eq!(luna.stdout(), vec!["entry ran"]);
 }

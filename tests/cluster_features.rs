@@ -3,21 +3,16 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::cluster::Cluster;
 use common::{Luna, eventually};
 
-fn script(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scripts/features")
-        .join(name);
-    std::fs::read_to_string(path).expect("test script")
-}
-
 fn cluster(routers: usize) -> Cluster {
-    let head: &'static str = Box::leak(script("client_head.lua").into_boxed_str());
-    Cluster::new(&script("service.lua"), head, routers, &["--heartbeat-ms", "100"])
+    Cluster::new(
+        "features/service.lua",
+        "features/client_head.lua",
+        routers,
+        &["--heartbeat-ms", "100"],
+    )
 }
 
 /// Stdout lines of `client` starting with `prefix`, so far.
@@ -30,7 +25,7 @@ fn membership_events_are_exact_and_survive_a_router_switch() {
     let mut cluster = cluster(2);
     cluster.start_service("2.1");
     cluster.start_service("2.2");
-    let mut watcher = cluster.start_client("9.1", &script("watcher.lua"));
+    let mut watcher = cluster.start_client("9.1", "features/watcher.lua");
     watcher.expect("watching");
     watcher.expect("view 2.1,2.2 via");
     cluster.start_service("2.3");
@@ -73,7 +68,7 @@ fn membership_events_are_exact_and_survive_a_router_switch() {
 #[test]
 fn calls_and_forwards_can_wait_for_their_target_to_register() {
     let mut cluster = cluster(2);
-    let mut waiter = cluster.start_client("9.2", &script("waiter.lua"));
+    let mut waiter = cluster.start_client("9.2", "features/waiter.lua");
     assert_eq!(waiter.value("without waiting"), "no-route", "fail-fast is the default");
     waiter.expect("waiting");
     cluster.start_service("2.5");
@@ -92,7 +87,7 @@ fn one_trace_id_follows_a_request_through_three_services() {
     for id in ["3.1", "4.1", "5.1"] {
         cluster.start_service(id);
     }
-    let mut tracer = cluster.start_client("9.3", &script("tracer.lua"));
+    let mut tracer = cluster.start_client("9.3", "features/tracer.lua");
     let line = tracer.value("trace");
     let (trace, err) = line.split_once(' ').unwrap();
     assert_eq!(err, "nil", "{line}");

@@ -2,8 +2,11 @@
 //! attack inputs of issue 17 through the checks the fuzz targets in `fuzz/`
 //! run, so every change is tried on them without a nightly toolchain.
 
+mod common;
+
 use std::path::Path;
 
+use common::wire::amplification_payload;
 use luna::codec::checks;
 
 /// Every file of `tests/corpus/<target>/`, at least `min` of them.
@@ -35,23 +38,14 @@ fn replay(inputs: &[(String, Vec<u8>)], check: fn(&[u8])) {
     }
 }
 
-/// The MessagePack amplification payload of issue 17 (see tests/decoder_attacks.rs).
-fn amplification(size: usize, map: bool) -> Vec<u8> {
-    let mut out = vec![0x91u8];
-    for _ in 0..32 {
-        let left = (size - out.len() - 5) as u32;
-        out.push(if map { 0xdf } else { 0xdd });
-        out.extend_from_slice(&(if map { left / 2 } else { left }).to_be_bytes());
-    }
-    out.resize(size, 0);
-    out
-}
-
 fn attacks() -> Vec<(String, Vec<u8>)> {
     let mut inputs = Vec::new();
     for size in [64 << 10, 4 << 20] {
         for map in [false, true] {
-            inputs.push((format!("amplification {size} map {map}"), amplification(size, map)));
+            inputs.push((
+                format!("amplification {size} map {map}"),
+                amplification_payload(size, map),
+            ));
         }
     }
     inputs

@@ -11,43 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Dir, Luna, eventually};
+use common::wire::{amplification_payload, call_bytes, connect_raw};
+use common::{Luna, eventually, test_script};
 
-/// Echoes every message back as ("echo", msg, ...); reports stream errors.
-const ECHO_SERVER: &str = r#"
-    local mgr = luna.create_socket_mgr(100)
-    listener = assert(mgr.listen("127.0.0.1", 0))
-    streams = {}
-    listener.on_accept = function(stream)
-        streams[stream.token] = stream
-        stream.on_call = function(msg, ...) stream.call("echo", msg, ...) end
-        stream.on_error = function(err)
-            print("error " .. err)
-            streams[stream.token] = nil
-        end
-    end
-    function on_start() print("port " .. listener.port) end
-"#;
-
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
-    out.push(kind);
-    out.extend_from_slice(payload);
-    out
+/// The echo server of tests/scripts/common/echo_server.lua (at most 100
+/// streams); returns it and its port.
+fn echo_server() -> (Luna, u16) {
+    let mut server = Luna::start(&test_script("common/echo_server.lua"), &["100"]);
+    let port = server.value("port").parse().unwrap();
+    (server, port)
 }
 
-/// The amplification payload of the issue: `91`, then 32 nested array 32
-/// (`dd`) or map 32 (`df`) headers, each claiming every byte left after it
-/// (half of them for a map, two bytes per entry), then `00` filler.
-fn amplification_payload(size: usize, map: bool) -> Vec<u8> {
-    let mut out = vec![0x91u8];
-    for _ in 0..32 {
-        let left = (size - out.len() - 5) as u32;
-        out.push(if map { 0xdf } else { 0xdd });
-        out.extend_from_slice(&(if map { left / 2 } else { left }).to_be_bytes());
-    }
-    out.resize(size, 0);
-    out
+/// tests/scripts/decoder_attacks/redis_client.lua against the Redis port `port`.
+fn redis_client(port: u16) -> Luna {
+    Luna::start(&test_script("decoder_attacks/redis_client.lua"), &[&port.to_string()])
 }
 
 /// Peak resident memory of a process (VmHWM), in bytes.
@@ -55,16 +32,10 @@ fn peak_memory(pid: u32) -> u64 {
     proc_status_bytes(pid, "VmHWM:")
 }
 
-fn raw_client(port: u16) -> TcpStream {
-    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket.set_read_timeout(Some(common::DEADLINE)).unwrap();
-    socket
-}
-
 /// Sends ("ping", n) and checks the echo comes back.
 fn echo(socket: &mut TcpStream, n: u8) {
     socket
-        .write_all(&frame(1, &[0x92, 0xa4, b'p', b'i', b'n', b'g', n]))
+        .write_all(&call_bytes(&[0x92, 0xa4, b'p', b'i', b'n', b'g', n]))
         .unwrap();
     let mut prefix = [0u8; 4];
     socket.read_exact(&mut prefix).unwrap();
@@ -78,16 +49,14 @@ fn echo(socket: &mut TcpStream, n: u8) {
 
 #[test]
 fn amplification_frames_are_closed_without_allocating_gigabytes() {
-    let dir = Dir::new();
-    let mut server = Luna::start(&dir.write("server.lua", ECHO_SERVER), &[]);
-    let port: u16 = server.value("port").parse().unwrap();
-    let mut good = raw_client(port);
+    let (mut server, port) = echo_server();
+    let mut good = connect_raw(port);
     echo(&mut good, 1);
     let baseline = peak_memory(server.pid());
     for map in [false, true] {
-        let mut bad = raw_client(port);
+        let mut bad = connect_raw(port);
         // The socket may be reset while we still write: the server closes it early.
-        let _ = bad.write_all(&frame(1, &amplification_payload(4 << 20, map)));
+        let _ = bad.write_all(&call_bytes(&amplification_payload(4 << 20, map)));
         server.expect("error bad-package");
         let mut rest = Vec::new();
         match bad.read_to_end(&mut rest) {
@@ -112,20 +81,19 @@ fn proc_status_bytes(pid: u32, key: &str) -> u64 {
 
 #[test]
 fn length_prefixes_alone_do_not_reserve_what_they_declare() {
-    let dir = Dir::new();
-    let mut server = Luna::start(&dir.write("server.lua", ECHO_SERVER), &[]);
-    let port: u16 = server.value("port").parse().unwrap();
-    let mut good = raw_client(port);
+    let (server, port) = echo_server();
+    let mut good = connect_raw(port);
     echo(&mut good, 1);
     let before = proc_status_bytes(server.pid(), "VmData:");
     // Each declares a 16 MiB Call and sends its first bytes in pieces, so
     // that later reads find the prefix already buffered.
-    let mut peers: Vec<TcpStream> = (0..40).map(|_| raw_client(port)).collect();
+    let mut peers: Vec<TcpStream> = (0..40).map(|_| connect_raw(port)).collect();
     let prefix = ((16u32 << 20) + 1).to_be_bytes();
     for piece in [&prefix[..], &[1u8, 0x91][..], &[0xc0][..]] {
         for peer in &mut peers {
             peer.write_all(piece).unwrap();
         }
+        // Not a wait: pacing, so that each piece arrives in a read of its own.
         std::thread::sleep(Duration::from_millis(100));
     }
     echo(&mut good, 2);
@@ -172,6 +140,7 @@ fn serve(mut socket: TcpStream, first: bool, first_reply: &[Vec<u8>]) {
             answered += 1;
             for (at, piece) in reply.iter().enumerate() {
                 if at > 0 {
+                    // Not a wait: pacing, so that the client reads a partial reply.
                     std::thread::sleep(Duration::from_millis(300));
                 }
                 if socket.write_all(piece).is_err() {
@@ -205,22 +174,7 @@ fn a_deeply_nested_redis_reply_closes_that_link_and_the_client_reconnects() {
     let mut nested = b"*1\r\n".repeat(50_000);
     nested.extend_from_slice(b":1\r\n");
     let (port, accepted) = fake_redis(vec![nested]);
-    let dir = Dir::new();
-    let script = dir.write(
-        "client.lua",
-        r#"
-        local redis = require("luna.redis")
-        local db
-        db = redis.connect{
-            port = tonumber(luna.args[1]), backoff_min_ms = 50,
-            on_ready = function()
-                print("ready")
-                luna.go(function() print("ping " .. tostring(db.call("PING"))) end)
-            end,
-        }
-        "#,
-    );
-    let mut luna = Luna::start(&script, &[&port.to_string()]);
+    let mut luna = redis_client(port);
     luna.expect_err("reply nested deeper than 32 levels");
     luna.expect("ready");
     assert_eq!(luna.value("ping"), "PONG");
@@ -229,22 +183,12 @@ fn a_deeply_nested_redis_reply_closes_that_link_and_the_client_reconnects() {
     });
     assert!(luna.child.try_wait().unwrap().is_none(), "luna is still running");
     assert!(luna.stderr().contains("bad-package"), "{}", luna.stderr());
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(luna.child.try_wait().unwrap().is_none(), "luna is still running");
+    // Nothing to wait for: a late crash would show as an exit in this window.
+    assert!(
+        luna.wait_exit_within(Duration::from_millis(100)).is_none(),
+        "luna is still running"
+    );
 }
-
-/// Lua client printing "ping PONG" once connected to the Redis port in argument 1.
-const REDIS_CLIENT: &str = r#"
-    local redis = require("luna.redis")
-    local db
-    db = redis.connect{
-        port = tonumber(luna.args[1]), backoff_min_ms = 50,
-        on_ready = function()
-            print("ready")
-            luna.go(function() print("ping " .. tostring(db.call("PING"))) end)
-        end,
-    }
-"#;
 
 #[test]
 fn a_partial_redis_reply_is_not_read_as_a_length_prefix() {
@@ -254,10 +198,10 @@ fn a_partial_redis_reply_is_not_read_as_a_length_prefix() {
     let mut rest = vec![b'x'; 50_000];
     rest.extend_from_slice(b"\r\n");
     let (port, accepted) = fake_redis(vec![bulk, rest]);
-    let dir = Dir::new();
-    let mut luna = Luna::start(&dir.write("client.lua", REDIS_CLIENT), &[&port.to_string()]);
+    let mut luna = redis_client(port);
+    // Measured as soon as luna connected: what reading the reply reserves
+    // (its first piece included) counts as growth.
     eventually("a connection", || (accepted.load(Ordering::SeqCst) >= 1).then_some(()));
-    std::thread::sleep(Duration::from_millis(100));
     let before = proc_status_bytes(luna.pid(), "VmPeak:");
     luna.expect("ready");
     assert_eq!(luna.value("ping"), "PONG");

@@ -8,16 +8,9 @@ use std::process::Command;
 
 use common::{Dir, Luna, run_to_end};
 
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/scripts/developer")
-        .join(name)
-}
-
-/// Copies a test script into `dir`.
+/// Copies tests/scripts/developer/<name> into `dir`.
 fn copy_script(dir: &Dir, name: &str) -> PathBuf {
-    let text = std::fs::read_to_string(script(name)).expect("test script");
-    dir.write(name, &text)
+    dir.copy_script(name, &format!("developer/{name}"))
 }
 
 /// A C module written against the Lua 5.4 C API, compiled by the test with
@@ -151,6 +144,7 @@ fn no_arguments_print_a_short_usage_and_misspelt_options_a_suggestion() {
 #[test]
 fn entry_errors_point_at_the_users_file_with_one_traceback() {
     let dir = Dir::new();
+    // Broken on purpose, so it stays out of tests/scripts/ (whose files must all compile).
     dir.write("bad_syntax.lua", "local x =\nfunction on_start() end\n");
     copy_script(&dir, "top_error.lua");
     copy_script(&dir, "start_error.lua");

@@ -1,73 +1,44 @@
-//! Discovery and master leases on a real redis-server (SPEC section 5).
+//! Discovery and master leases on a real redis-server (README "Discovery and master leases on Redis").
 
 mod common;
 
 use std::time::Duration;
 
 use common::redis::Redis;
-use common::{Dir, Luna, eventually};
+use common::{Luna, eventually, start_router, test_script};
 
-/// `luna watcher.lua <redis port> <ttl ms> <rescan ms>`: prints what it sees.
-const WATCHER: &str = r#"
-local d = require("luna.discovery").start{
-    redis = { port = tonumber(luna.args[1]) }, prefix = "t",
-    ttl_ms = tonumber(luna.args[2]), rescan_ms = tonumber(luna.args[3]),
-}
-d.watch("service", function(name, value) print("added " .. name .. " " .. value) end,
-                   function(name) print("removed " .. name) end)
-luna.timer(200, function() print("watching") end)
-"#;
-
-/// `luna service.lua <id> <redis port> <ttl ms> [lease] [password]`.
-const SERVICE: &str = r#"
-local id, port, ttl, lease, password = luna.args[1], tonumber(luna.args[2]), tonumber(luna.args[3]), luna.args[4], luna.args[5]
-local d = require("luna.discovery").start{ redis = { port = port, password = password }, prefix = "t", ttl_ms = ttl }
-d.register("service", id, "up")
-if lease == "lease" then
-    d.lease("match", id, {
-        on_promote = function() print("promoted " .. id) end,
-        on_demote = function(why) print("demoted " .. id .. " " .. why) end,
-    })
-end
-local ticks = 0
-luna.interval(50, function()
-    ticks = ticks + 1
-    if ticks % 10 == 0 then print("tick " .. ticks) end
-end)
-print("started " .. id)
-"#;
-
-fn setup() -> (Dir, Redis) {
-    let dir = Dir::new();
-    dir.write("watcher.lua", WATCHER);
-    dir.write("service.lua", SERVICE);
-    (dir, Redis::start(&[]))
+/// Starts `luna <script> <args...>` in tests/scripts/discovery/.
+fn start(script: &str, args: &[&str]) -> Luna {
+    let mut all = vec![script];
+    all.extend_from_slice(args);
+    Luna::start_in(&test_script("discovery"), &all)
 }
 
-fn start_service(dir: &Dir, redis: &Redis, id: &str, ttl: &str, extra: &[&str]) -> Luna {
+/// `service.lua <id> <redis port> <ttl> <extra...>`, waited for until `started`.
+fn start_service(redis: &Redis, id: &str, ttl: &str, extra: &[&str]) -> Luna {
     let port = redis.port.to_string();
-    let mut args = vec!["service.lua", id, &port, ttl];
+    let mut args = vec![id, &port, ttl];
     args.extend_from_slice(extra);
-    let mut service = Luna::start_in(dir.dir.path(), &args);
+    let mut service = start("service.lua", &args);
     service.expect(&format!("started {id}"));
     service
 }
 
 #[test]
 fn services_are_discovered_and_dropped_through_notifications() {
-    let (dir, redis) = setup();
+    let redis = Redis::start(&[]);
     let port = redis.port.to_string();
-    let early = start_service(&dir, &redis, "2.1", "1500", &[]);
+    let early = start_service(&redis, "2.1", "1500", &[]);
     // No periodic re-scan: changes must come from the initial scan and from notifications.
-    let mut watcher = Luna::start_in(dir.dir.path(), &["watcher.lua", &port, "1500", "600000"]);
+    let mut watcher = start("watcher.lua", &[&port, "1500", "600000"]);
     watcher.expect("added 2.1 up");
-    let later = start_service(&dir, &redis, "2.2", "1500", &[]);
+    let later = start_service(&redis, "2.2", "1500", &[]);
     watcher.expect("added 2.2 up");
     // SIGKILL: the key expires within its TTL.
     early.signal(libc::SIGKILL);
     watcher.expect("removed 2.1");
     // A graceful stop deletes the key at once (the TTL here is far longer than the wait).
-    let mut slow = start_service(&dir, &redis, "2.3", "60000", &[]);
+    let mut slow = start_service(&redis, "2.3", "60000", &[]);
     watcher.expect("added 2.3 up");
     slow.signal(libc::SIGTERM);
     assert!(slow.wait_exit().success());
@@ -79,27 +50,27 @@ fn services_are_discovered_and_dropped_through_notifications() {
 
 #[test]
 fn rescan_finds_changes_when_config_set_is_refused() {
-    let dir = Dir::new();
-    dir.write("watcher.lua", WATCHER);
-    dir.write("service.lua", SERVICE);
     let redis = Redis::start(&["--rename-command", "CONFIG", ""]);
     let port = redis.port.to_string();
-    let mut watcher = Luna::start_in(dir.dir.path(), &["watcher.lua", &port, "1000", "300"]);
-    watcher.expect("watching");
-    let service = start_service(&dir, &redis, "2.1", "1000", &[]);
-    watcher.expect("added 2.1 up");
+    let mut watcher = start("watcher.lua", &[&port, "1000", "300"]);
+    // Logged once the refused CONFIG SET is answered, after the first scan
+    // (sent before it): the service below can only be found by a re-scan.
     watcher.expect_err("keyspace notifications are off");
+    let service = start_service(&redis, "2.1", "1000", &[]);
+    watcher.expect("added 2.1 up");
     service.signal(libc::SIGKILL);
     watcher.expect("removed 2.1");
 }
 
 #[test]
 fn one_master_lease_and_fast_hand_over() {
-    let (dir, redis) = setup();
-    let mut first = start_service(&dir, &redis, "3.1", "1500", &["lease"]);
+    let redis = Redis::start(&[]);
+    let mut first = start_service(&redis, "3.1", "1500", &["lease"]);
     first.expect("promoted 3.1");
-    let mut second = start_service(&dir, &redis, "3.2", "1500", &["lease"]);
-    std::thread::sleep(Duration::from_millis(600));
+    let mut second = start_service(&redis, "3.2", "1500", &["lease"]);
+    // A second of the backup's own ticks: two of its lease refreshes (a
+    // third of the TTL each) passed while the first held the lease.
+    second.expect("tick 20");
     assert!(
         !second.stdout().iter().any(|l| l.starts_with("promoted")),
         "two masters"
@@ -111,7 +82,7 @@ fn one_master_lease_and_fast_hand_over() {
     assert_eq!(redis.cli(&["GET", "t:lease:match"]), "3.2");
     // A graceful stop hands over at once, even with a long TTL.
     drop(first);
-    let mut third = start_service(&dir, &redis, "3.3", "60000", &["lease"]);
+    let mut third = start_service(&redis, "3.3", "60000", &["lease"]);
     second.signal(libc::SIGTERM);
     second.expect("demoted 3.2 released");
     third.expect("promoted 3.3");
@@ -120,8 +91,8 @@ fn one_master_lease_and_fast_hand_over() {
 
 #[test]
 fn a_lost_lease_demotes_at_once() {
-    let (dir, redis) = setup();
-    let mut holder = start_service(&dir, &redis, "3.1", "1500", &["lease"]);
+    let redis = Redis::start(&[]);
+    let mut holder = start_service(&redis, "3.1", "1500", &["lease"]);
     holder.expect("promoted 3.1");
     // Someone else takes the key: the next renewal fails the check and demotes.
     redis.cli(&["SET", "t:lease:match", "intruder", "PX", "60000"]);
@@ -130,38 +101,11 @@ fn a_lost_lease_demotes_at_once() {
 
 #[test]
 fn redis_outage_never_stops_a_service() {
-    let (dir, mut redis) = setup();
-    let router_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua");
-    let mut router = Luna::start_in(
-        dir.dir.path(),
-        &[router_script.to_str().unwrap(), "--listen", "127.0.0.1:0"],
-    );
-    let address = router.value("listening");
+    let mut redis = Redis::start(&[]);
+    let (router, address) = start_router(&test_script("discovery"), &[]);
     let port = redis.port.to_string();
-    let node = dir.write(
-        "node.lua",
-        r#"
-        local id, router, port = luna.args[1], luna.args[2], tonumber(luna.args[3])
-        local d = require("luna.discovery").start{ redis = { port = port }, prefix = "t", ttl_ms = 1000 }
-        d.register("service", id, "up")
-        node = require("luna.cluster").start{ id = id, routers = { router }, heartbeat_ms = 200,
-            handlers = { ping = function(n) return n end } }
-        local ticks = 0
-        luna.interval(20, function() ticks = ticks + 1 end)
-        if id == "9.1" then
-            local n = 0
-            luna.interval(50, function()
-                luna.go(function()
-                    n = n + 1
-                    local answer = node.call_target("2.1", "ping", n)
-                    if answer then print("answer " .. answer .. " ticks " .. ticks) end
-                end)
-            end)
-        end
-        "#,
-    );
-    let mut service = Luna::start_in(dir.dir.path(), &[node.to_str().unwrap(), "2.1", &address, &port]);
-    let mut client = Luna::start_in(dir.dir.path(), &[node.to_str().unwrap(), "9.1", &address, &port]);
+    let mut service = start("node.lua", &["2.1", &address, &port]);
+    let mut client = start("node.lua", &["9.1", &address, &port]);
     client.expect("answer ");
     eventually("registration", || {
         (redis.cli(&["GET", "t:service:2.1"]) == "up").then_some(())
@@ -173,8 +117,9 @@ fn redis_outage_never_stops_a_service() {
     eventually("answers during the outage", || {
         (client.stdout().len() > before + 20).then_some(())
     });
+    // Not a wait: a window in which the service retries Redis many times;
+    // the problems are logged once per change of state, not once per retry.
     std::thread::sleep(Duration::from_millis(1500));
-    // Logged once per change of state, not once per retry.
     let errors = service
         .stderr()
         .lines()
@@ -197,15 +142,13 @@ fn redis_outage_never_stops_a_service() {
 
 #[test]
 fn wrong_password_gives_a_clear_error() {
-    let dir = Dir::new();
-    dir.write("service.lua", SERVICE);
     let redis = Redis::start(&["--requirepass", "right"]);
     let port = redis.port.to_string();
-    let mut wrong = Luna::start_in(dir.dir.path(), &["service.lua", "2.1", &port, "1000", "none", "wrong"]);
+    let mut wrong = start("service.lua", &["2.1", &port, "1000", "none", "wrong"]);
     let line = wrong.expect_err("authentication failed");
     assert!(line.contains("check the password"), "{line}");
     wrong.expect("tick 10"); // the process keeps running
-    let mut right = Luna::start_in(dir.dir.path(), &["service.lua", "2.2", &port, "1000", "none", "right"]);
+    let mut right = start("service.lua", &["2.2", &port, "1000", "none", "right"]);
     right.expect("started 2.2");
     eventually("registration with the right password", || {
         (redis.cli(&["GET", "t:service:2.2"]) == "up").then_some(())
@@ -215,39 +158,16 @@ fn wrong_password_gives_a_clear_error() {
 
 #[test]
 fn services_follow_routers_found_by_discovery() {
-    let (dir, redis) = setup();
-    let router_script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua");
+    let redis = Redis::start(&[]);
     let redis_address = format!("127.0.0.1:{}", redis.port);
-    let router_args = [
-        router_script.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--redis",
-        &redis_address,
-        "--prefix",
-        "t",
-        "--ttl-ms",
-        "1000",
-    ];
-    let node = dir.write(
-        "node.lua",
-        r#"
-        local id, port = luna.args[1], tonumber(luna.args[2])
-        local d = require("luna.discovery").start{ redis = { port = port }, prefix = "t", ttl_ms = 1000 }
-        node = require("luna.cluster").start{ id = id, routers = {}, heartbeat_ms = 200,
-            on_router_change = function(stream, address) print("router " .. tostring(address)) end }
-        d.follow_routers(node)
-        "#,
-    );
+    let router_args = ["--redis", &redis_address, "--prefix", "t", "--ttl-ms", "1000"];
     let port = redis.port.to_string();
-    let mut service = Luna::start_in(dir.dir.path(), &[node.to_str().unwrap(), "2.1", &port]);
-    let mut router = Luna::start_in(dir.dir.path(), &router_args);
-    let address = router.value("listening");
+    let mut service = start("follower.lua", &["2.1", &port]);
+    let (router, address) = start_router(&test_script("discovery"), &router_args);
     service.expect(&format!("router {address}"));
     router.signal(libc::SIGKILL);
     service.expect("router nil");
-    let mut second = Luna::start_in(dir.dir.path(), &router_args);
-    let address = second.value("listening");
+    let (_second, address) = start_router(&test_script("discovery"), &router_args);
     service.expect(&format!("router {address}"));
     // The dead router's key expired and the service dropped it.
     eventually("the dead router forgotten", || {
@@ -258,21 +178,9 @@ fn services_follow_routers_found_by_discovery() {
 
 #[test]
 fn a_database_index_and_a_password_are_used() {
-    let dir = Dir::new();
     let redis = Redis::start(&["--requirepass", "pw"]);
     let port = redis.port.to_string();
-    let script = dir.write(
-        "db.lua",
-        r#"
-        local d = require("luna.discovery").start{
-            redis = { port = tonumber(luna.args[1]), password = "pw", db = 3 }, prefix = "t", ttl_ms = 1000,
-            rescan_ms = 600000,
-        }
-        d.watch("service", function(name) print("added " .. name) end, function(name) print("removed " .. name) end)
-        luna.timer(300, function() d.register("service", luna.args[2], "up") end)
-        "#,
-    );
-    let mut watcher = Luna::start(&script, &[&port, "2.1"]);
+    let mut watcher = start("database.lua", &[&port, "2.1"]);
     // Found through the keyspace notifications of database 3.
     watcher.expect("added 2.1");
     eventually("the key in database 3", || {

@@ -31,14 +31,7 @@ fn hello_example_ticks_and_picks_up_edits() {
 #[test]
 fn cluster_example_serves_a_client() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let router_script = root.join("runtime_lua/router.lua");
-    let mut routers = Vec::new();
-    let mut addresses = Vec::new();
-    for _ in 0..2 {
-        let mut router = Luna::start_in(root, &[router_script.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
-        addresses.push(router.value("listening"));
-        routers.push(router);
-    }
+    let (mut routers, addresses): (Vec<Luna>, Vec<String>) = (0..2).map(|_| common::start_router(root, &[])).unzip();
     let env = [("CLUSTER_ROUTERS", addresses.join(","))];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut services = Vec::new();
@@ -85,24 +78,9 @@ fn cluster_example_with_discovery_and_a_master_lease() {
     let redis = common::redis::Redis::start(&[]);
     let redis_address = format!("127.0.0.1:{}", redis.port);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let router_script = root.join("runtime_lua/router.lua");
-    let mut routers = Vec::new();
-    for _ in 0..2 {
-        let mut router = Luna::start_in(
-            root,
-            &[
-                router_script.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--redis",
-                &redis_address,
-                "--prefix",
-                "cluster",
-            ],
-        );
-        router.value("listening");
-        routers.push(router);
-    }
+    let mut routers: Vec<Luna> = (0..2)
+        .map(|_| common::start_router(root, &["--redis", &redis_address, "--prefix", "cluster"]).0)
+        .collect();
     let env = [("CLUSTER_REDIS", redis_address.as_str())];
     let start = |script: &str, id: &str| {
         let path = example(&format!("cluster/{script}.lua"));

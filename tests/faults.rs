@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::proxy::Proxy;
 use common::redis::Redis;
 use common::wire::{self, RawClient, Value};
-use common::{Dir, Luna, eventually};
+use common::{Dir, Luna, eventually, script_arg, start_router};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -35,23 +35,16 @@ fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/faults")
 }
 
-fn router_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua")
-}
-
 /// Starts the shipped router on a free port with extra `args`: (process, "ip:port").
 fn router(args: &[&str]) -> (Luna, String) {
-    let script = router_script();
-    let mut all = vec![script.to_str().unwrap(), "--listen", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let mut luna = Luna::start_in(&scripts(), &all);
-    let address = luna.value("listening");
-    (luna, address)
+    start_router(&scripts(), args)
 }
 
-/// The shipped router run by router_stats.lua, which adds `stats ...` lines.
+/// The shipped router run by tests/scripts/common/router_stats.lua, which
+/// adds `stats ...` lines.
 fn stats_router(args: &[&str]) -> (Luna, String) {
-    let mut all = vec!["router_stats.lua", "--listen", "127.0.0.1:0"];
+    let script = script_arg("common/router_stats.lua");
+    let mut all = vec![script.as_str(), "--listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let mut luna = Luna::start_in(&scripts(), &all);
     let address = luna.value("listening");
@@ -72,18 +65,9 @@ fn service(id: &str, env: &[(&str, &str)]) -> Luna {
     luna
 }
 
-/// The value of the last stdout line `key <value>` so far.
-fn last_value(luna: &Luna, key: &str) -> Option<String> {
-    let prefix = format!("{key} ");
-    luna.stdout()
-        .iter()
-        .rev()
-        .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
-}
-
 /// Forwards a service counted (`got <n>`).
 fn got(service: &Luna) -> u64 {
-    last_value(service, "got").map_or(0, |n| n.parse().unwrap())
+    service.last_value("got").map_or(0, |n| n.parse().unwrap())
 }
 
 /// The `name=value` fields of a line.
@@ -145,7 +129,7 @@ fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         if Instant::now() >= end {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // poll period of the wait for the condition
     }
 }
 
@@ -252,7 +236,7 @@ impl Client {
 
     /// The router messages go through and the calls sent when it was picked.
     fn via(&self) -> Option<(String, u64)> {
-        let value = last_value(&self.luna, "via")?;
+        let value = self.luna.last_value("via")?;
         let (address, seq) = value.split_once(' ')?;
         Some((address.to_string(), seq.parse().ok()?))
     }
@@ -378,12 +362,14 @@ fn redis_restarted_empty_under_load_loses_nothing() {
     caller.wait_more(0, 100);
     for round in 0..3 {
         redis.kill();
+        // Not a wait: how long Redis stays down.
         std::thread::sleep(Duration::from_millis(400));
         redis.restart();
         eventually(&format!("both routers registered again after restart {round}"), || {
             (redis.cli(&["KEYS", "f:router:*"]).lines().count() == 2).then_some(())
         });
-        // Longer than a TTL and a few re-scans with the keys back.
+        // Not a wait: traffic flows for longer than a TTL and a few re-scans
+        // with the keys back, the window in which a lost route would show.
         std::thread::sleep(Duration::from_millis(1200));
     }
     let calls = caller.stop();
@@ -426,7 +412,8 @@ fn a_frozen_router_is_not_picked_again() {
         client.via().filter(|(address, _)| *address == other.1)
     });
     let mark = client.luna.stdout().len();
-    // Several dead-after periods (3 heartbeats) and reconnects to the frozen router.
+    // Not a wait: the window of several dead-after periods (3 heartbeats) and
+    // reconnects to the frozen router in which it must not be picked again.
     std::thread::sleep(Duration::from_secs(4));
     let flapped = client.luna.stdout()[mark..]
         .iter()
@@ -599,6 +586,7 @@ fn a_cut_off_lease_holder_demotes_before_the_backup_promotes() {
         &[("ID", "3.2"), ("REDIS_PORT", &redis_port), ("TTL_MS", "600")],
     );
     backup.expect("started 3.2");
+    // Not a wait: the backup must not promote itself during this window.
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
         !backup.stdout().iter().any(|l| l.starts_with("promoted")),
@@ -617,6 +605,7 @@ fn a_cut_off_lease_holder_demotes_before_the_backup_promotes() {
 
     // Back in touch, the old holder does not contest the backup's lease.
     proxy.thaw();
+    // Not a wait: the old holder must not take the lease back in this window.
     std::thread::sleep(Duration::from_millis(1500));
     let promotions = holder.stdout().iter().filter(|l| l.starts_with("promoted")).count();
     assert_eq!(
@@ -688,7 +677,6 @@ fn a_flood_of_tracked_calls_does_not_blind_the_router() {
         ("TIMEOUT_MS", "12000"),
     ]);
     victim_service.expect("sleeping 15000");
-    std::thread::sleep(Duration::from_millis(100));
     let killed = Instant::now();
     victim_service.signal(libc::SIGKILL);
     let line = victim.luna.expect("err 1 ");
@@ -761,6 +749,7 @@ fn a_flood_of_partial_frames_is_bounded() {
     let mut peak = 0;
     while floods.iter().any(|f| !f.is_finished()) {
         peak = peak.max(rss_kib(router.pid()));
+        // Not a wait: the sampling period of the memory peak.
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut held = Vec::new();
@@ -773,6 +762,7 @@ fn a_flood_of_partial_frames_is_bounded() {
             held.push(conn);
         }
     }
+    // Not a wait: 400 ms more of samples, for memory the router takes late.
     for _ in 0..20 {
         peak = peak.max(rss_kib(router.pid()));
         std::thread::sleep(Duration::from_millis(20));
@@ -902,10 +892,14 @@ fn one_connection_cannot_register_unbounded_ids() {
 
 // ---------------------------------------------------------------- 7. hot reload of an entry
 
-/// Waits until the router's `open` count has been `expected` for a second.
+/// Waits for a second of the router's stats lines (one every 100 ms), then
+/// checks that its `open` count was `expected` over the last eight.
 fn open_stays(router: &mut Luna, expected: u64, what: &str) {
     fresh_stats(router);
-    std::thread::sleep(Duration::from_millis(1000));
+    let from = all_stats(router).len();
+    eventually("a second of stats lines", || {
+        (all_stats(router).len() >= from + 10).then_some(())
+    });
     fresh_stats(router);
     let stats = all_stats(router);
     let recent: Vec<&String> = stats[stats.len().saturating_sub(8)..]
@@ -925,8 +919,8 @@ fn hot_reload_of_an_entry_keeps_one_node() {
     let _serial = serial();
     let (mut router, address) = stats_router(&["--heartbeat-ms", "100"]);
     let dir = Dir::new();
-    let original = std::fs::read_to_string(scripts().join("reload_entry.lua")).unwrap();
-    let entry = dir.write("entry.lua", &original);
+    let entry = dir.copy_script("entry.lua", "faults/reload_entry.lua");
+    let original = std::fs::read_to_string(&entry).unwrap();
     let mut node = Luna::start_with(dir.dir.path(), &[entry.to_str().unwrap()], &[("ROUTERS", &address)]);
     node.expect("loaded v1");
     let mut client = Client::start(&[("ROUTERS", &address)]);

@@ -1,30 +1,14 @@
-//! The process life cycle (SPEC section 1): entry, loop, signals, errors.
+//! The process life cycle (README "A service process"): entry, loop, signals, errors.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Dir, Luna, run_to_end};
+use common::{Dir, Luna, run_to_end, script_arg, test_script};
 
 #[test]
 fn lifecycle_order_with_on_loop() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        local passes = 0
-        local mgr = luna.create_socket_mgr(10)
-        function on_start(a, b) print("start", a, b) end
-        function on_loop(now)
-            assert(math.type(now) == "integer")
-            passes = passes + 1
-            print("loop " .. passes)
-            mgr.wait(5)
-            if passes == 3 then luna_quit_flag = true end
-        end
-        function on_stop() print("stop") end
-        "#,
-    );
+    let script = test_script("lifecycle/on_loop_order.lua");
     let mut luna = Luna::start(&script, &["x", "y"]);
     assert!(luna.wait_exit().success());
     assert_eq!(luna.stdout(), vec!["start\tx\ty", "loop 1", "loop 2", "loop 3", "stop"]);
@@ -32,17 +16,7 @@ fn lifecycle_order_with_on_loop() {
 
 #[test]
 fn runtime_drives_the_loop_without_on_loop() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        function on_start()
-            print("start")
-            luna.timer(30, function() print("timer"); luna_quit_flag = true end)
-        end
-        function on_stop() print("stop") end
-        "#,
-    );
+    let script = test_script("lifecycle/runtime_loop.lua");
     let mut luna = Luna::start(&script, &[]);
     assert!(luna.wait_exit().success());
     assert_eq!(luna.stdout(), vec!["start", "timer", "stop"]);
@@ -50,29 +24,15 @@ fn runtime_drives_the_loop_without_on_loop() {
 
 #[test]
 fn args_and_module_aliases() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        print("args", luna.args[0]:match("main%.lua$") ~= nil, luna.args[1], luna.args[2], #luna.args)
-        print("aliases", require("lbus") == luna, require("luna") == luna)
-        luna_quit_flag = true
-        "#,
-    );
+    let script = test_script("lifecycle/args_aliases.lua");
     let mut luna = Luna::start(&script, &["one", "--two"]);
     assert!(luna.wait_exit().success());
     assert_eq!(luna.stdout(), vec!["args\ttrue\tone\t--two\t2", "aliases\ttrue\ttrue"]);
 }
 
-const IDLE_SCRIPT: &str = r#"
-    function on_start() print("ready") end
-    function on_stop() print("stopped") end
-"#;
-
 #[test]
 fn sigterm_while_idle_stops_cleanly() {
-    let dir = Dir::new();
-    let script = dir.write("main.lua", IDLE_SCRIPT);
+    let script = test_script("lifecycle/idle.lua");
     let mut luna = Luna::start(&script, &[]);
     luna.expect("ready");
     luna.signal(libc::SIGTERM);
@@ -83,8 +43,7 @@ fn sigterm_while_idle_stops_cleanly() {
 
 #[test]
 fn sigint_stops_cleanly() {
-    let dir = Dir::new();
-    let script = dir.write("main.lua", IDLE_SCRIPT);
+    let script = test_script("lifecycle/idle.lua");
     let mut luna = Luna::start(&script, &[]);
     luna.expect("ready");
     luna.signal(libc::SIGINT);
@@ -94,23 +53,7 @@ fn sigint_stops_cleanly() {
 
 #[test]
 fn sigterm_while_busy_stops_cleanly() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        local mgr = luna.create_socket_mgr(10)
-        local spins = 0
-        function on_loop()
-            -- Busy: burn CPU for a while on every pass.
-            local until_t = os.clock() + 0.05
-            while os.clock() < until_t do end
-            spins = spins + 1
-            if spins == 2 then print("busy") end
-            mgr.wait(0)
-        end
-        function on_stop() print("stopped") end
-        "#,
-    );
+    let script = test_script("lifecycle/busy.lua");
     let mut luna = Luna::start(&script, &[]);
     luna.expect("busy");
     luna.signal(libc::SIGTERM);
@@ -120,18 +63,7 @@ fn sigterm_while_busy_stops_cleanly() {
 
 #[test]
 fn quit_signal_handler_in_entry_environment() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        function on_start() print("ready") end
-        function on_quit_signal(signo)
-            print("draining", signo)
-            luna.timer(20, function() luna_quit_flag = true end)
-        end
-        function on_stop() print("stopped") end
-        "#,
-    );
+    let script = test_script("lifecycle/draining.lua");
     let mut luna = Luna::start(&script, &[]);
     luna.expect("ready");
     luna.signal(libc::SIGTERM);
@@ -142,18 +74,12 @@ fn quit_signal_handler_in_entry_environment() {
 
 #[test]
 fn second_signal_while_quitting_exits_at_once() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        function on_start() print("ready") end
-        function on_quit_signal(signo) print("draining forever") end
-        "#,
-    );
+    let script = test_script("lifecycle/drain_forever.lua");
     let mut luna = Luna::start(&script, &[]);
     luna.expect("ready");
     luna.signal(libc::SIGTERM);
     luna.expect("draining forever");
+    // Not a wait: nothing may happen in this window (no exit on the first signal).
     assert!(
         luna.wait_exit_within(Duration::from_millis(300)).is_none(),
         "the first signal must not exit"
@@ -164,44 +90,34 @@ fn second_signal_while_quitting_exits_at_once() {
 
 #[test]
 fn second_signal_exits_even_when_the_main_thread_is_stuck() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        function on_start()
-            print("ready")
-            luna.timer(10, function() while true do end end)
-        end
-        "#,
-    );
+    let script = test_script("lifecycle/stuck.lua");
     let mut luna = Luna::start(&script, &[]);
-    luna.expect("ready");
-    std::thread::sleep(Duration::from_millis(100));
-    luna.signal(libc::SIGINT);
-    // Two signals sent back to back may merge into one, as Unix signals do.
-    std::thread::sleep(Duration::from_millis(100));
-    luna.signal(libc::SIGINT);
-    assert_eq!(luna.wait_exit().code(), Some(130));
+    luna.expect("spinning");
+    // The stuck process shows no sign of the first signal, and two signals
+    // sent back to back may merge into one (as Unix signals do): signal
+    // until it exits.
+    let status = common::eventually("an exit after repeated SIGINTs", || {
+        luna.signal(libc::SIGINT);
+        luna.wait_exit_within(Duration::from_millis(100))
+    });
+    assert_eq!(status.code(), Some(130), "{}", luna.stderr());
+    assert!(
+        luna.stderr().contains("second SIGINT while quitting"),
+        "{}",
+        luna.stderr()
+    );
 }
 
 #[test]
 fn idle_process_uses_no_cpu() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        local mgr = luna.create_socket_mgr(10)
-        listener = mgr.listen("127.0.0.1", 0)
-        luna.interval(500, function() end)
-        function on_start() print("ready") end
-        "#,
-    );
+    let script = test_script("lifecycle/idle_listener.lua");
     let luna = {
         let mut luna = Luna::start(&script, &[]);
         luna.expect("ready");
         luna
     };
     let before = luna.cpu_time();
+    // Not a wait: the window over which the CPU time is measured.
     std::thread::sleep(Duration::from_secs(2));
     let used = luna.cpu_time() - before;
     assert!(
@@ -213,21 +129,18 @@ fn idle_process_uses_no_cpu() {
 #[test]
 fn error_in_entry_top_level_exits_1_with_traceback() {
     let dir = Dir::new();
-    dir.write(
-        "main.lua",
-        "local function inner() error('boom at start') end\ninner()\n",
-    );
-    let (code, _, stderr) = run_to_end(dir.dir.path(), &["main.lua"]);
+    let script = script_arg("lifecycle/top_level_error.lua");
+    let (code, _, stderr) = run_to_end(dir.dir.path(), &[&script]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("main.lua:1: boom at start"), "{stderr}");
+    assert!(stderr.contains("top_level_error.lua:1: boom at start"), "{stderr}");
     assert!(stderr.contains("stack traceback"), "{stderr}");
 }
 
 #[test]
 fn error_in_on_start_exits_1() {
     let dir = Dir::new();
-    dir.write("main.lua", "function on_start() error('bad start') end\n");
-    let (code, _, stderr) = run_to_end(dir.dir.path(), &["main.lua"]);
+    let script = script_arg("lifecycle/start_error.lua");
+    let (code, _, stderr) = run_to_end(dir.dir.path(), &[&script]);
     assert_eq!(code, 1);
     assert!(
         stderr.contains("bad start") && stderr.contains("stack traceback"),
@@ -245,21 +158,7 @@ fn missing_entry_exits_1() {
 
 #[test]
 fn callback_errors_are_logged_and_the_process_goes_on() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        local ticks = 0
-        function on_start()
-            luna.timer(5, function() error("timer exploded") end)
-            luna.go(function() luna.sleep(5); error("coroutine exploded") end)
-            luna.interval(10, function()
-                ticks = ticks + 1
-                if ticks == 5 then print("still alive"); luna_quit_flag = true end
-            end)
-        end
-        "#,
-    );
+    let script = test_script("lifecycle/callback_errors.lua");
     let mut luna = Luna::start(&script, &[]);
     luna.expect("still alive");
     assert_eq!(luna.wait_exit().code(), Some(0));
@@ -273,18 +172,7 @@ fn callback_errors_are_logged_and_the_process_goes_on() {
 
 #[test]
 fn on_loop_errors_are_logged_and_looping_continues() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        local passes = 0
-        function on_loop()
-            passes = passes + 1
-            if passes == 3 then print("third pass"); luna_quit_flag = true end
-            error("loop failure " .. passes)
-        end
-        "#,
-    );
+    let script = test_script("lifecycle/on_loop_errors.lua");
     let mut luna = Luna::start(&script, &[]);
     luna.expect("third pass");
     assert_eq!(luna.wait_exit().code(), Some(0));
@@ -293,31 +181,7 @@ fn on_loop_errors_are_logged_and_looping_continues() {
 
 #[test]
 fn timers_repeat_cancel_and_sleep() {
-    let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        function on_start()
-            local fired = 0
-            local cancelled = luna.timer(20, function() print("must not fire") end)
-            assert(cancelled.cancel() == true)
-            assert(cancelled.cancel() == false)
-            local every
-            every = luna.interval(5, function()
-                fired = fired + 1
-                if fired == 3 then every.cancel(); print("interval x3") end
-            end)
-            luna.go(function(a)
-                local t0 = luna.get_time_ms()
-                luna.sleep(30)
-                print("slept", a, luna.get_time_ms() - t0 >= 29)
-                luna.timer(30, function() luna_quit_flag = true end)
-            end, "co")
-            local ok, err = pcall(luna.sleep, 1)
-            print("sleep outside coroutine", ok, err:match("inside a coroutine") ~= nil)
-        end
-        "#,
-    );
+    let script = test_script("lifecycle/timers.lua");
     let mut luna = Luna::start(&script, &[]);
     assert_eq!(luna.wait_exit().code(), Some(0));
     let out = luna.stdout();
@@ -333,19 +197,8 @@ fn timers_repeat_cancel_and_sleep() {
 #[test]
 fn clocks_and_logging() {
     let dir = Dir::new();
-    let script = dir.write(
-        "main.lua",
-        r#"
-        local ms, ns = luna.get_time_ms(), luna.get_time_ns()
-        print("clock", math.type(ms), math.type(ns), ns // 1000000 - ms <= 1)
-        luna.log.debug("hidden debug")
-        luna.log.info("info line")
-        luna.log("warn", "warn line", 42)
-        luna.log.error("error line")
-        luna_quit_flag = true
-        "#,
-    );
-    let mut luna = Luna::start(&script, &[]);
+    let script = script_arg("lifecycle/clocks_logging.lua");
+    let mut luna = Luna::start_in(dir.dir.path(), &[&script]);
     assert!(luna.wait_exit().success());
     luna.expect("clock\tinteger\tinteger\ttrue");
     luna.expect_err("INFO  info line");
@@ -353,7 +206,7 @@ fn clocks_and_logging() {
     luna.expect_err("ERROR error line");
     assert!(!luna.stderr().contains("hidden debug"));
 
-    let mut quiet = common::Luna::start_in(dir.dir.path(), &["--log-level", "error", "main.lua"]);
+    let mut quiet = Luna::start_in(dir.dir.path(), &["--log-level", "error", &script]);
     assert!(quiet.wait_exit().success());
     quiet.expect_err("error line");
     assert!(!quiet.stderr().contains("info line"), "{}", quiet.stderr());

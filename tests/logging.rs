@@ -105,16 +105,8 @@ fn json_lines_parse() {
     assert_eq!(code, 0, "{stderr}");
     dir.write("lines.jsonl", &stderr);
     // Python's json module parses every line and prints what it found.
-    let check = r#"
-import json, re, sys
-for line in open(sys.argv[1]):
-    obj = json.loads(line)
-    assert set(obj) <= {"time", "level", "name", "msg"}, obj
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", obj["time"]), obj
-    print(obj["level"], obj.get("name"), json.dumps(obj["msg"]))
-"#;
     let output = Command::new("python3")
-        .args(["-c", check])
+        .arg(test_script("logging/check_json.py"))
         .arg(dir.path("lines.jsonl"))
         .output()
         .expect("run python3");

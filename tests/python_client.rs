@@ -11,27 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Dir, Luna};
-
-/// The echo service: answers `msg, ...` with `"reply:" .. msg, ...` on the
-/// same stream; `register, id` routes service `id` to the calling stream.
-/// With ECHO_SECRET set, its listener requires that cluster secret.
-const ECHO_SERVICE: &str = r#"
-mgr = luna.create_socket_mgr(64)
-listener = assert(mgr.listen("127.0.0.1", 0, { secret = os.getenv("ECHO_SECRET") }))
-listener.on_accept = function(stream)
-    stream.on_call = function(msg, ...)
-        if msg == "register" then
-            local id = ...
-            assert(mgr.route(id, stream.token))
-            stream.call("registered", id)
-        else
-            assert(stream.call("reply:" .. msg, ...))
-        end
-    end
-end
-print("port " .. listener.port)
-"#;
+use common::{Luna, test_script};
 
 /// How long the Python client may take.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
@@ -86,7 +66,7 @@ fn run_client(client: &Path, port: &str, env: &[(&str, &str)]) -> (bool, String,
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // poll period of the wait for the exit
     };
     let mut texts = readers.into_iter().map(|reader| reader.join().unwrap_or_default());
     let stdout = texts.next().unwrap_or_default();
@@ -103,9 +83,7 @@ fn python_client_talks_to_a_luna_service() {
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/luna_client.py");
     assert!(client.is_file(), "missing {}", client.display());
 
-    let dir = Dir::new();
-    let script = dir.write("echo.lua", ECHO_SERVICE);
-    let mut luna = Luna::start(&script, &[]);
+    let mut luna = Luna::start(&test_script("python_client/echo.lua"), &[]);
     let port = luna.value("port");
 
     let (ok, stdout, stderr) = run_client(&client, &port, &[]);
@@ -132,8 +110,7 @@ fn python_client_authenticates_with_the_cluster_secret() {
     require_msgpack();
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/luna_client.py");
     let secret = "a secret \u{2713} shared by luna and python";
-    let dir = Dir::new();
-    let script = dir.write("echo.lua", ECHO_SERVICE);
+    let script = test_script("python_client/echo.lua");
     let mut luna = Luna::start_with(
         script.parent().unwrap(),
         &[script.to_str().unwrap()],

@@ -106,15 +106,6 @@ fn wait_stat(luna: &Luna, name: &str, at_least: u64) {
     });
 }
 
-/// The value of the last stdout line `key <value>` so far.
-fn last_value(luna: &Luna, key: &str) -> Option<String> {
-    let prefix = format!("{key} ");
-    luna.stdout()
-        .iter()
-        .rev()
-        .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
-}
-
 /// Waits for a stdout line starting with `prefix`, anywhere in the output
 /// so far (unlike `expect`, whatever was matched before), and returns the rest.
 fn find(luna: &Luna, prefix: &str) -> String {
@@ -233,7 +224,9 @@ fn a_wrong_secret_is_refused_on_both_sides() {
     let (router, address) = router(&[], &[("LUNA_CLUSTER_SECRET", SECRET)]);
     let mut wrong = node("2.1", &address, &[("LUNA_CLUSTER_SECRET", "not the secret")]);
     refused_node_reports_once(&router, &address, &mut wrong);
-    let detail = last_value(&wrong, &format!("router_error {address} auth-failed")).unwrap();
+    let detail = wrong
+        .last_value(&format!("router_error {address} auth-failed"))
+        .unwrap();
     assert!(detail.contains("proof is wrong"), "detail: {detail}");
     router_refused(&router, &["proof is wrong"]);
     // The router goes on serving everyone else.
@@ -351,9 +344,9 @@ fn an_unauthenticated_peer_cannot_register_or_forward() {
     wait_stat(&router, "auth_failed", 2);
 
     // The holder keeps its traffic: calls still reach it after the strangers were closed.
-    let before: u64 = last_value(&holder, "served").map_or(0, |n| n.parse().unwrap());
+    let before: u64 = holder.last_value("served").map_or(0, |n| n.parse().unwrap());
     eventually("the holder serves more calls", || {
-        let now: u64 = last_value(&holder, "served")?.parse().ok()?;
+        let now: u64 = holder.last_value("served")?.parse().ok()?;
         (now >= before + 5).then_some(())
     });
     client.expect("call ok 2.1");
@@ -616,7 +609,7 @@ fn mutual_tls_requires_a_client_certificate_signed_by_the_ca() {
         "{:?}",
         server.stdout()
     );
-    let before: u64 = last_value(&client, "reply with_cert").unwrap().parse().unwrap();
+    let before: u64 = client.last_value("reply with_cert").unwrap().parse().unwrap();
     client.expect(&format!("reply with_cert {}", before + 2));
 }
 
@@ -646,7 +639,7 @@ fn bad_tls_case(bad: &[(&str, &str)], target: &str) -> (String, Luna, Luna, Dir)
             .cloned()
     });
     // The healthy link of the same process keeps working after the failure.
-    let before: u64 = last_value(&client, "reply good").unwrap().parse().unwrap();
+    let before: u64 = client.last_value("reply good").unwrap().parse().unwrap();
     client.expect(&format!("reply good {}", before + 2));
     (line, client, server, dir)
 }
@@ -759,7 +752,9 @@ fn router_and_cluster_nodes_talk_over_tls() {
     let mut doubter = node("2.2", &address, &[("TLS_CA", &certs.path("other-ca.pem"))]);
     doubter.expect(&format!("router_error {address} tls-failed"));
     doubter.expect(&format!("status {address} tls-failed"));
-    let detail = last_value(&doubter, &format!("router_error {address} tls-failed")).unwrap();
+    let detail = doubter
+        .last_value(&format!("router_error {address} tls-failed"))
+        .unwrap();
     assert!(detail.contains("UnknownIssuer"), "{detail}");
     // ...and a plaintext node on the TLS port never gets in.
     let plain = node("2.3", &address, &[]);

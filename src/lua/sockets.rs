@@ -1,4 +1,4 @@
-//! The methods of manager, listener and stream objects (SPEC sections 3 and 4).
+//! The methods of manager, listener and stream objects (README "Sockets" and "Routers and the cluster").
 
 use std::ffi::{CStr, c_int};
 use std::time::Duration;

@@ -47,6 +47,15 @@ impl Dir {
         std::fs::write(&path, text).expect("write script");
         path
     }
+
+    /// Copies `tests/scripts/<relative>` to `name` in this directory (for
+    /// scripts a test edits, or that must sit next to files the test writes)
+    /// and returns its path.
+    pub fn copy_script(&self, name: &str, relative: &str) -> PathBuf {
+        let text = std::fs::read_to_string(test_script(relative))
+            .unwrap_or_else(|error| panic!("test script {relative}: {error}"));
+        self.write(name, &text)
+    }
 }
 
 #[derive(Default)]
@@ -198,6 +207,15 @@ impl Luna {
         line[at..].trim().to_string()
     }
 
+    /// The value of the last stdout line `key <value>` so far.
+    pub fn last_value(&self, key: &str) -> Option<String> {
+        let prefix = format!("{key} ");
+        self.stdout()
+            .iter()
+            .rev()
+            .find_map(|line| line.strip_prefix(&prefix).map(str::to_string))
+    }
+
     /// Every stdout line so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.0.lock().unwrap().lines.clone()
@@ -239,7 +257,7 @@ impl Luna {
             if Instant::now() >= end {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10)); // poll period of the wait for the exit
         }
     }
 
@@ -296,7 +314,7 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         if Instant::now() >= end {
             panic!("timed out waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20)); // poll period of the wait for the condition
     }
 }
 
@@ -321,4 +339,20 @@ pub fn test_script(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/scripts")
         .join(relative)
+}
+
+/// Starts the shipped router (runtime_lua/router.lua) in `cwd` on a free
+/// loopback port with extra `args`: (process, "ip:port").
+pub fn start_router(cwd: &Path, args: &[&str]) -> (Luna, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime_lua/router.lua");
+    let mut all = vec![script.to_str().expect("utf-8 path"), "--listen", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut router = Luna::start_in(cwd, &all);
+    let address = router.value("listening");
+    (router, address)
+}
+
+/// `test_script(relative)` as a string, for command lines.
+pub fn script_arg(relative: &str) -> String {
+    test_script(relative).to_str().expect("utf-8 path").to_string()
 }

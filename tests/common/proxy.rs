@@ -56,7 +56,7 @@ impl Proxy {
                                 spawned.push(std::thread::spawn(move || pump(from, to, &frozen, &stop)));
                             }
                         }
-                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)), // poll period of accept
                     }
                 }
             })
@@ -89,6 +89,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool, stop: &Atom
     let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::SeqCst) {
         if frozen.load(Ordering::SeqCst) {
+            // Frozen: poll for the thaw (or the stop) without forwarding.
             std::thread::sleep(Duration::from_millis(5));
             continue;
         }

@@ -70,7 +70,7 @@ impl Redis {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20)); // poll period of the wait for the port
         }
         false
     }
@@ -95,6 +95,7 @@ impl Redis {
                 "redis-server did not restart on port {}",
                 self.port
             );
+            // The port may still be held by the killed server: pause before trying again.
             std::thread::sleep(Duration::from_millis(100));
         }
     }

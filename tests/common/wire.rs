@@ -42,9 +42,35 @@ pub fn frame(kind: u8, header: &[u8], payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A Call frame of an already encoded payload (or of any bytes at all).
+pub fn call_bytes(payload: &[u8]) -> Vec<u8> {
+    frame(CALL, &[], payload)
+}
+
+/// The MessagePack amplification payload of issue 17: `91`, then 32 nested
+/// array 32 (`dd`) or map 32 (`df`) headers, each claiming every byte left
+/// after it (half of them for a map, two bytes per entry), then `00` filler.
+pub fn amplification_payload(size: usize, map: bool) -> Vec<u8> {
+    let mut out = vec![0x91u8];
+    for _ in 0..32 {
+        let left = (size - out.len() - 5) as u32;
+        out.push(if map { 0xdf } else { 0xdd });
+        out.extend_from_slice(&(if map { left / 2 } else { left }).to_be_bytes());
+    }
+    out.resize(size, 0);
+    out
+}
+
+/// A plain socket to a luna listener on 127.0.0.1, reads bounded by the deadline.
+pub fn connect_raw(port: u16) -> TcpStream {
+    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.set_read_timeout(Some(super::DEADLINE)).unwrap();
+    socket
+}
+
 /// A Call frame carrying `args`.
 pub fn call_frame(args: &[Value]) -> Vec<u8> {
-    frame(CALL, &[], &payload(args))
+    call_bytes(&payload(args))
 }
 
 /// A Forward frame in target mode; a non-zero `session` asks the router to track the call.
@@ -144,6 +170,7 @@ impl RawClient {
             let ping = call_frame(&[Value::from("@ping")]);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
+                    // Not a wait: pacing, one ping every 200 ms (checking for the stop meanwhile).
                     for _ in 0..10 {
                         std::thread::sleep(Duration::from_millis(20));
                         if stop.load(Ordering::SeqCst) {

@@ -2,26 +2,11 @@
 -- Settings come from environment variables; state changes are printed on
 -- stdout as machine-readable lines that the tests wait for.
 local cluster = require("luna.cluster")
+local nodes = import("../common/node.lua")
 
---- The environment variable `name`, or `default` when it is unset or empty.
-function env(name, default)
-    local value = os.getenv(name)
-    if value == nil or value == "" then return default end
-    return value
-end
-
---- The environment variable `name` as a number, or `default`.
-function num(name, default)
-    local value = env(name)
-    return value and tonumber(value) or default
-end
-
---- The comma-separated list in the environment variable `name`.
-function list(name)
-    local items = {}
-    for item in env(name, ""):gmatch("[^,]+") do items[#items + 1] = item end
-    return items
-end
+-- env(name, default), num(name, default) and list(name), from ../common/env.lua.
+local settings = import("../common/env.lua")
+env, num, list = settings.env, settings.num, settings.list
 
 --- Starts a luna.cluster node with the routers of ROUTERS, plus those that
 --- routers publish in Redis when REDIS_PORT is set (luna.discovery).
@@ -57,14 +42,7 @@ function watch(node, on_live, seq)
             via = address
             print("via " .. tostring(address) .. " " .. (seq and seq() or 0))
         end
-        if node.routers_status then
-            for router, state in pairs(node.routers_status()) do
-                if states[router] ~= state then
-                    states[router] = state
-                    print("status " .. router .. " " .. state)
-                end
-            end
-        end
+        if node.routers_status then nodes.print_status_changes(node, states) end
         if not fired and count >= want then
             fired = true
             on_live()

@@ -1,6 +1,6 @@
 -- The README's Sockets example, with nothing referencing the listener or the
 -- accepted stream, while the script forces full garbage collections: both
--- must keep working (SPEC section 3). Prints `listening <port>`, then
+-- must keep working (README "Sockets"). Prints `listening <port>`, then
 -- `collected <n>` after every 10th collection.
 local mgr = luna.create_socket_mgr(100)
 do

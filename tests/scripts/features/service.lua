@@ -1,8 +1,8 @@
 -- A service of tests/cluster_features.rs: `luna service.lua <id> <router>...`.
 -- Prints `ready <id>` once registered on every router.
 local cluster = require("luna.cluster")
-local routers = {}
-for i = 2, #luna.args do routers[#routers + 1] = luna.args[i] end
+local nodes = import("../common/node.lua")
+local routers = nodes.routers_from_args()
 
 handlers = handlers or {}
 
@@ -21,10 +21,4 @@ function handlers.echo(value) return value, node.name end
 function handlers.note(text) print("note " .. node.name .. " " .. tostring(text)) end
 
 node = node or cluster.start{ id = luna.args[1], routers = routers, heartbeat_ms = 100, handlers = handlers }
-local ready = false
-luna.interval(20, function()
-    if not ready and #node.live_routers() == #routers then
-        ready = true
-        print("ready " .. node.name)
-    end
-end)
+nodes.when_live(node, #routers, function() print("ready " .. node.name) end)

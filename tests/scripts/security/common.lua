@@ -2,25 +2,9 @@
 -- environment variables; what happens is printed on stdout as
 -- machine-readable lines that the tests wait for.
 
---- The environment variable `name`, or `default` when it is unset or empty.
-function env(name, default)
-    local value = os.getenv(name)
-    if value == nil or value == "" then return default end
-    return value
-end
-
---- The environment variable `name` as a number, or `default`.
-function num(name, default)
-    local value = env(name)
-    return value and tonumber(value) or default
-end
-
---- The comma-separated list in the environment variable `name`.
-function list(name)
-    local items = {}
-    for item in env(name, ""):gmatch("[^,]+") do items[#items + 1] = item end
-    return items
-end
+-- env(name, default), num(name, default) and list(name), from ../common/env.lua.
+local settings = import("../common/env.lua")
+env, num, list = settings.env, settings.num, settings.list
 
 --- The `tls` table from PREFIX_CA, PREFIX_CERT, PREFIX_KEY, PREFIX_SERVER_NAME
 --- and PREFIX_REQUIRE_CLIENT_CERT=1, or nil when none is set.

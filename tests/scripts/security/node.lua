@@ -8,6 +8,7 @@
 -- are answered. With CALL=<id>: calls whoami on that id every 100 ms and
 -- prints `call ok <answer>` or `call err <error>`.
 local common = import("common.lua")
+local nodes = import("../common/node.lua")
 local cluster = require("luna.cluster")
 
 local id = common.env("ID", "2.1")
@@ -37,12 +38,7 @@ node = node or cluster.start{
 
 local states, ready, shown = {}, false, 0
 luna.interval(10, function()
-    for router, state in pairs(node.routers_status()) do
-        if states[router] ~= state then
-            states[router] = state
-            print("status " .. router .. " " .. state)
-        end
-    end
+    nodes.print_status_changes(node, states)
     if not ready and #node.live_routers() > 0 then
         ready = true
         print("ready " .. id)

@@ -1,0 +1,2 @@
+function on_start() error('bad start') end
+-- An error in on_start.

@@ -1,0 +1,2 @@
+-- Only in the current directory: found there.
+where = 'cwd only'

@@ -1,0 +1,2 @@
+-- In the current directory: loses to app/shared.lua.
+where = 'cwd'

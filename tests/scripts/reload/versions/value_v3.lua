@@ -1,0 +1,1 @@
+function value() return 'v3' end
