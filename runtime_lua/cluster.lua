@@ -72,6 +72,7 @@ function M.parse_address(text)
     return host, tonumber(port)
 end
 
+-- A service id from its number or name; an error (at `level`) when invalid.
 local function to_id(id, level)
     local value = type(id) == "string" and luna.service_id(id) or id
     if math.type(value) ~= "integer" or not luna.service_name(value) then
@@ -122,6 +123,7 @@ end
 
 local connect
 
+-- Reconnects the link after its backoff (with jitter), doubling the backoff.
 local function retry_later(node, link)
     if node.stopped or link.removed then return end
     local delay = link.backoff
@@ -130,6 +132,7 @@ local function retry_later(node, link)
     luna.timer(delay // 2 + math.random(delay // 2 + 1), function() connect(node, link) end)
 end
 
+-- The link broke: pick another router if it was live, reconnect later.
 local function link_down(node, link, err)
     local was_live = link.state == "live"
     link.state, link.stream = link.problem or "down", nil
@@ -140,6 +143,7 @@ local function link_down(node, link, err)
     retry_later(node, link)
 end
 
+-- Registers every id of the node (and its master claim) on a new link.
 local function register_all(node, link)
     link.state = "registering"
     link.waiting = {}
@@ -152,6 +156,7 @@ local function register_all(node, link)
     end
 end
 
+-- The router confirmed an id: the link is live once all are.
 local function registered(node, link, id)
     if not link.waiting or not link.waiting[id] then return end
     link.waiting[id] = nil
@@ -162,6 +167,7 @@ local function registered(node, link, id)
     pick_router(node)
 end
 
+-- The router refused an id (id-in-use...): reported, registered again after a backoff.
 local function refused(node, link, id, reason)
     if not link.waiting or not link.waiting[id] then return end
     link_problem(node, link, tostring(reason), nil, id)
@@ -182,6 +188,7 @@ local function on_traced_message(node, link, stream, trace, ...)
     return luna.with_trace(trace, on_router_message, node, link, stream, ...)
 end
 
+-- A message from a router: control answers, membership, calls, else on_call.
 function on_router_message(node, link, stream, msg, ...)
     if msg == "@pong" then return end
     if msg == "@registered" then return registered(node, link, (...)) end
@@ -201,6 +208,7 @@ function on_router_message(node, link, stream, msg, ...)
     end
 end
 
+-- A forward failed: to on_forward_error, else logged.
 local function on_forward_error(node, err, mode, target, ...)
     local handler = node.on_forward_error
     if handler then
@@ -211,6 +219,7 @@ local function on_forward_error(node, err, mode, target, ...)
     end
 end
 
+-- Connects a link to its router and wires its callbacks.
 function connect(node, link)
     if node.stopped or link.removed or link.stream then return end
     local stream, err, detail = node.mgr.connect(link.host, link.port, node.connect_timeout_ms, node.link_options)
@@ -272,6 +281,7 @@ local function send_forward(node, name, ...)
     return stream[name]((...), "@trace", trace, select(2, ...))
 end
 
+-- The forward_* functions of a node (waiting for a route with wait_for_route).
 local function add_forwards(node)
     for name, mode in pairs(FORWARDS) do
         node[name] = function(...)
@@ -327,6 +337,7 @@ local function call_functions(node, timeout_ms)
     }
 end
 
+-- The call_* functions of a node, and node.timeout(ms) for other timeouts.
 local function add_calls(node)
     for name, fn in pairs(call_functions(node, nil)) do node[name] = fn end
     local views = {}
@@ -361,6 +372,7 @@ local function drain_pending(node)
     return nil
 end
 
+-- node.drain and node.stop.
 local function add_lifecycle(node)
     --- Leaves the cluster gracefully: unregisters from every router (new
     --- calls go elsewhere), lets the calls in flight finish, then quits
@@ -403,6 +415,7 @@ local function add_lifecycle(node)
     end
 end
 
+-- The functions that add, drop and inspect router links.
 local function add_router_management(node)
     --- Adds a router (e.g. one found by discovery); true if it is new.
     function node.add_router(address)
@@ -466,6 +479,7 @@ local function add_router_management(node)
     end
 end
 
+-- node.claim_master and node.release_master.
 local function add_master_claims(node)
     --- Makes this node the master of its group on every router, now and on reconnects.
     function node.claim_master(id)
@@ -501,12 +515,21 @@ local function drain_on_quit(signo)
     end
 end
 
+-- SIGTERM drains the nodes, unless the script has its own on_quit_signal.
 local function install_quit_handler()
     if rawget(_G, "on_quit_signal") == luna.default_quit_signal then
         _G.on_quit_signal = drain_on_quit
     end
 end
 
+-- Pings every connected router: an answer keeps the link's timeout from firing.
+local function send_heartbeats(node)
+    for _, link in ipairs(node.links) do
+        if link.stream and link.state ~= "connecting" then link.stream.call("@ping") end
+    end
+end
+
+-- The ids of a cluster.start config, checked with its routers; an error when wrong.
 local function check_config(config)
     local ids = {}
     for _, id in ipairs(config.ids or { config.id }) do ids[#ids + 1] = to_id(id, 4) end
@@ -556,11 +579,7 @@ function M.start(config)
     add_lifecycle(node)
     add_router_management(node)
     add_master_claims(node)
-    node.heartbeat = luna.interval(heartbeat_ms, function()
-        for _, link in ipairs(node.links) do
-            if link.stream and link.state ~= "connecting" then link.stream.call("@ping") end
-        end
-    end)
+    node.heartbeat = luna.interval(heartbeat_ms, function() send_heartbeats(node) end)
     running[node.id] = node
     install_quit_handler()
     for _, address in ipairs(config.routers) do node.add_router(address) end

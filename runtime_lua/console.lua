@@ -32,11 +32,13 @@ local function is_loopback(host)
 end
 M.is_loopback = is_loopback
 
+-- host:port, with brackets around an IPv6 address.
 local function address(ip, port)
     if ip:find(":", 1, true) then ip = "[" .. ip .. "]" end
     return ip .. ":" .. port
 end
 
+-- This process's id, read from /proc.
 local function process_id()
     local file = io.open("/proc/self/stat", "r")
     local pid = file and file:read("n")
@@ -101,11 +103,46 @@ end
 M.show = show
 
 ------------------------------------------------------------------------
+-- Clients: output. A client is the state of one connection: its stream,
+-- peer, whether it authenticated, and the lines it sent that wait to run.
+
+local pump
+
+-- Writes to the client; a client that cannot take it (send-buffer-full) is closed.
+local function send(client, text)
+    if client.closed then return false end
+    local ok, err = client.stream.write(text)
+    if not ok then
+        client.closed = true
+        log.warn(format("console %s: closed: %s", client.peer, tostring(err)))
+        return false
+    end
+    return true
+end
+
+-- Closes the connection (once).
+local function close_client(client)
+    if client.closed then return end
+    client.closed = true
+    if client.auth_timer then client.auth_timer.cancel() end
+    client.stream.close()
+end
+
+-- The end of a response: its text, the prompt, then the next queued line.
+local function answer(client, text)
+    if text ~= "" then send(client, text) end
+    send(client, PROMPT)
+    client.busy = false
+    pump(client)
+end
+
+------------------------------------------------------------------------
 -- Commands: each returns the response text, or nil when it answers later
 
 local commands = {}
 local help_lines = {}
 
+-- Defines a command and its line in `help`.
 local function command(name, usage, fn)
     commands[name] = fn
     help_lines[#help_lines + 1] = format("  %-12s %s", name, usage)
@@ -115,10 +152,15 @@ command("help", "this list", function()
     return "commands:\n" .. concat(help_lines, "\n") .. "\n"
 end)
 
+-- A socket manager's number, with its role when the runtime opened it.
 local function manager_name(index)
     local role = metrics._manager_roles[index]
     return role and format("%d (%s)", index, role) or tostring(index)
 end
+
+local MANAGER_COUNTERS = { "open", "max_fd", "pending_input", "tracked_calls", "forwarded", "forward_failed",
+    "bad_packages", "bad_deliveries", "refused", "unhandled", "calls_refused", "recv_buffer_full", "frame_timeouts",
+    "ids_refused", "auth_failed", "tls_failed" }
 
 command("stats", "process, socket manager and RPC counters", function()
     local stats = luna.process_stats()
@@ -127,17 +169,13 @@ command("stats", "process, socket manager and RPC counters", function()
             stats.uptime_ms / 1000, stats.timers, stats.open_files, stats.log_dropped,
             kib(collectgarbage("count") * 1024)),
     }
-    local names = { "open", "max_fd", "pending_input", "tracked_calls", "forwarded", "forward_failed", "bad_packages",
-        "bad_deliveries", "refused", "unhandled", "calls_refused", "recv_buffer_full", "frame_timeouts",
-        "ids_refused", "auth_failed", "tls_failed" }
     for index, counters in ipairs(stats.managers) do
         local parts = {}
-        for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. tostring(counters[name] or 0) end
+        for _, name in ipairs(MANAGER_COUNTERS) do parts[#parts + 1] = name .. "=" .. tostring(counters[name] or 0) end
         out[#out + 1] = "manager " .. manager_name(index) .. ": " .. concat(parts, " ")
     end
-    local rpc = package.loaded["luna.rpc"]
-    if type(rpc) == "table" and rpc.stats then
-        local s = rpc.stats()
+    local s = metrics._rpc_stats()
+    if s then
         out[#out + 1] = format(
             "rpc: calls=%d completed=%d timeouts=%d late_replies=%d connection_lost=%d no_route=%d remote_errors=%d pending=%d serving=%d",
             s.calls, s.completed, s.timeouts, s.late_replies, s.connection_lost, s.no_route, s.remote_errors,
@@ -205,6 +243,7 @@ local function compile(code, env)
     return load(code, "=console", "t", env)
 end
 
+-- eval's results (from index 2 of a packed xpcall), tab-separated.
 local function results_text(results)
     local parts = {}
     for i = 2, results.n do parts[#parts + 1] = show(results[i]) end
@@ -212,195 +251,186 @@ local function results_text(results)
     return concat(parts, "\t") .. "\n"
 end
 
-command("eval", "eval <lua>: run Lua in the main state (the entry's globals), print the results", function(code, client)
-    if code:match("^%s*$") then return "error: eval needs some Lua, e.g. eval 1 + 1\n" end
-    log.info(format("console %s: eval %s", client.peer, #code > 200 and (code:sub(1, 200) .. "...") or code))
+-- What eval'd code sees: the entry's globals, and a print that writes to the console.
+local function eval_env(client)
     local base = luna._entry_env and luna._entry_env() or _G
-    local env = setmetatable({
+    return setmetatable({
         print = function(...)
             local parts = {}
             for i = 1, select("#", ...) do parts[i] = show((select(i, ...))) end
-            client.send(concat(parts, "\t") .. "\n")
+            send(client, concat(parts, "\t") .. "\n")
         end,
     }, { __index = base, __newindex = base })
-    local fn, err = compile(code, env)
-    if not fn then return "error: " .. tostring(err) .. "\n" end
+end
 
-    local finished, watchdog = false, nil
-    local function finish(text)
-        if finished then return end
-        finished = true
-        if watchdog then watchdog.cancel() end
-        client.answer(text)
-    end
+-- The one response of an eval (its results, its error, or that it still waits).
+local function finish_eval(job, text)
+    if job.finished then return end
+    job.finished = true
+    if job.watchdog then job.watchdog.cancel() end
+    answer(job.client, text)
+end
+
+-- Runs eval'd code in its own coroutine, so that it may wait (luna.sleep,
+-- RPC calls); a hook stops code that runs past the limit instead of
+-- freezing the process.
+local function run_eval(job, fn, limit)
     local started = luna.get_time_ms()
-    local limit = M.eval_limit_ms
-    -- Runs in a coroutine so that the code may wait (luna.sleep, RPC calls);
-    -- a hook stops code that runs past the limit instead of freezing the process.
-    luna.go(function()
-        sethook(function()
-            if luna.get_time_ms() - started > limit then
-                sethook()
-                error(format("eval stopped: still running after %d ms", limit), 2)
-            end
-        end, "", 10000)
-        local results = table.pack(xpcall(fn, traceback))
-        sethook()
-        if results[1] then
-            finish(results_text(results))
-        else
-            -- The traceback down to the eval'd code; the console's own frames are noise.
-            local message = show(results[2]):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
-            finish("error: " .. message .. "\n")
+    sethook(function()
+        if luna.get_time_ms() - started > limit then
+            sethook()
+            error(format("eval stopped: still running after %d ms", limit), 2)
         end
-    end)
-    if not finished then
-        watchdog = luna.timer(limit, function()
-            watchdog = nil
-            finish(format("error: eval still waiting after %d ms (it goes on without this console)\n", limit))
+    end, "", 10000)
+    local results = table.pack(xpcall(fn, traceback))
+    sethook()
+    if results[1] then return finish_eval(job, results_text(results)) end
+    -- The traceback down to the eval'd code; the console's own frames are noise.
+    local message = show(results[2]):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+    finish_eval(job, "error: " .. message .. "\n")
+end
+
+command("eval", "eval <lua>: run Lua in the main state (the entry's globals), print the results", function(code, client)
+    if code:match("^%s*$") then return "error: eval needs some Lua, e.g. eval 1 + 1\n" end
+    log.info(format("console %s: eval %s", client.peer, #code > 200 and (code:sub(1, 200) .. "...") or code))
+    local fn, err = compile(code, eval_env(client))
+    if not fn then return "error: " .. tostring(err) .. "\n" end
+    local job, limit = { client = client, finished = false, watchdog = nil }, M.eval_limit_ms
+    luna.go(run_eval, job, fn, limit)
+    if not job.finished then
+        job.watchdog = luna.timer(limit, function()
+            job.watchdog = nil
+            finish_eval(job, format("error: eval still waiting after %d ms (it goes on without this console)\n", limit))
         end)
     end
     return nil
 end)
 
 command("quit", "close this console", function(_, client)
-    client.send("bye\n")
-    client.close()
+    send(client, "bye\n")
+    close_client(client)
 end)
 
 ------------------------------------------------------------------------
--- Clients
+-- Clients: input
 
+-- `auth SECRET`: the reply text, or nil after the last wrong try (closed).
+local function authenticate(client, secret)
+    if client.authed then return "already authenticated\n" end
+    if luna._secret_equals(secret, client.secret) then
+        client.authed = true
+        if client.auth_timer then client.auth_timer.cancel() end
+        log.info(format("console %s: authenticated", client.peer))
+        return "ok\n"
+    end
+    client.tries = client.tries + 1
+    log.warn(format("console %s: wrong secret (try %d of %d)", client.peer, client.tries, MAX_AUTH_TRIES))
+    if client.tries >= MAX_AUTH_TRIES then
+        send(client, "error: wrong secret; too many tries\n")
+        close_client(client)
+        return nil
+    end
+    return "error: wrong secret\n"
+end
+
+-- Runs one command line; returns the response text, or nil when it answers later.
+local function run(client, line)
+    local name, rest = line:match("^%s*(%S+)%s?(.*)$")
+    if not name then return "" end
+    if name == "auth" then return authenticate(client, rest) end
+    if not client.authed and name ~= "quit" and name ~= "help" then
+        return "error: authentication required (send: auth SECRET)\n"
+    end
+    local fn = commands[name]
+    if not fn then
+        return format("error: unknown command '%s' (try help)\n", #name > 64 and (name:sub(1, 64) .. "...") or name)
+    end
+    local ok, text = xpcall(fn, traceback, rest, client)
+    if not ok then return "error: " .. tostring(text) .. "\n" end
+    return text
+end
+
+-- Runs queued lines one by one; a command that answers later (eval) holds the rest back.
+function pump(client)
+    if client.pumping then return end -- an answer given while a line runs: the loop below goes on
+    client.pumping = true
+    while not client.busy and not client.closed and client.first <= client.last do
+        local line = client.lines[client.first]
+        client.lines[client.first] = nil
+        client.first = client.first + 1
+        client.pending = client.pending - #line - 1
+        client.busy = true
+        local ok, text = pcall(run, client, line)
+        if not ok then text = "error: " .. tostring(text) .. "\n" end
+        if text then answer(client, text) end
+    end
+    client.pumping = false
+end
+
+-- Queues the complete lines of the input; the rest waits for more.
+local function queue_lines(client)
+    local input, start = client.input, 1
+    while true do
+        local at = input:find("\n", start, true)
+        if not at then break end
+        local line = input:sub(start, at - 1):gsub("\r$", "")
+        if #line > MAX_LINE then break end
+        client.last = client.last + 1
+        client.lines[client.last] = line
+        client.pending = client.pending + #line + 1
+        start = at + 1
+    end
+    client.input = input:sub(start)
+end
+
+-- Bytes from the client: queued as lines and run; too much input closes it.
+local function on_data(client, data)
+    if client.closed then return end
+    client.input = client.input .. data
+    queue_lines(client)
+    local too_long = #client.input > MAX_LINE
+    if too_long or client.pending > MAX_PENDING then
+        log.warn(format("console %s: %s: closed", client.peer, too_long and "line too long" or "too much input"))
+        send(client, too_long and format("error: line too long (at most %d bytes)\n", MAX_LINE)
+            or format("error: too much input while busy (at most %d bytes)\n", MAX_PENDING))
+        close_client(client)
+        return
+    end
+    pump(client)
+end
+
+-- A client that has not authenticated within AUTH_TIMEOUT_MS is closed.
+local function auth_timed_out(client)
+    client.auth_timer = nil
+    if client.authed or client.closed then return end
+    log.warn(format("console %s: no authentication within %d ms: closed", client.peer, AUTH_TIMEOUT_MS))
+    send(client, "error: no authentication in time\n")
+    close_client(client)
+end
+
+-- A new connection: greeting, authentication when a secret is set, prompt.
 local function serve_client(stream, secret)
-    local peer = address(stream.ip, stream.port)
-    local client = { peer = peer, authed = secret == nil }
-    local input, busy, closed, tries = "", false, false, 0
-    local lines, first, last, pending = {}, 1, 0, 0 -- complete lines not run yet, and their bytes
-    local auth_timer, pumping = nil, false
-    local pump
-
-    function client.send(text)
-        if closed then return false end
-        local ok, err = stream.write(text)
-        if not ok then
-            closed = true
-            log.warn(format("console %s: closed: %s", peer, tostring(err)))
-            return false
-        end
-        return true
-    end
-
-    function client.close()
-        if closed then return end
-        closed = true
-        if auth_timer then auth_timer.cancel() end
-        stream.close()
-    end
-
-    -- The end of a response: its text, the prompt, then the next queued line.
-    function client.answer(text)
-        if text ~= "" then client.send(text) end
-        client.send(PROMPT)
-        busy = false
-        pump()
-    end
-
-    local function run(line)
-        local name, rest = line:match("^%s*(%S+)%s?(.*)$")
-        if not name then return "" end
-        if name == "auth" then
-            if client.authed then return "already authenticated\n" end
-            if luna._secret_equals(rest, secret) then
-                client.authed = true
-                if auth_timer then auth_timer.cancel() end
-                log.info(format("console %s: authenticated", peer))
-                return "ok\n"
-            end
-            tries = tries + 1
-            log.warn(format("console %s: wrong secret (try %d of %d)", peer, tries, MAX_AUTH_TRIES))
-            if tries >= MAX_AUTH_TRIES then
-                client.send("error: wrong secret; too many tries\n")
-                client.close()
-                return nil
-            end
-            return "error: wrong secret\n"
-        end
-        if not client.authed and name ~= "quit" and name ~= "help" then
-            return "error: authentication required (send: auth SECRET)\n"
-        end
-        local fn = commands[name]
-        if not fn then
-            return format("error: unknown command '%s' (try help)\n", #name > 64 and (name:sub(1, 64) .. "...") or name)
-        end
-        local ok, text = xpcall(fn, traceback, rest, client)
-        if not ok then return "error: " .. tostring(text) .. "\n" end
-        return text
-    end
-
-    -- Runs queued lines one by one; a command that answers later (eval) holds the rest back.
-    pump = function()
-        if pumping then return end -- an answer given while a line runs: the loop below goes on
-        pumping = true
-        while not busy and not closed and first <= last do
-            local line = lines[first]
-            lines[first] = nil
-            first = first + 1
-            pending = pending - #line - 1
-            busy = true
-            local ok, text = pcall(run, line)
-            if not ok then text = "error: " .. tostring(text) .. "\n" end
-            if text then client.answer(text) end
-        end
-        pumping = false
-    end
-
+    local client = {
+        stream = stream, peer = address(stream.ip, stream.port), secret = secret, authed = secret == nil,
+        input = "", busy = false, closed = false, tries = 0, auth_timer = nil, pumping = false,
+        lines = {}, first = 1, last = 0, pending = 0, -- complete lines not run yet, and their bytes
+    }
     stream.set_send_buffer_size(SEND_BUFFER)
-    stream.on_data = function(data)
-        if closed then return end
-        input = input .. data
-        local start = 1
-        while true do
-            local at = input:find("\n", start, true)
-            if not at then break end
-            local line = input:sub(start, at - 1):gsub("\r$", "")
-            if #line > MAX_LINE then break end
-            last = last + 1
-            lines[last] = line
-            pending = pending + #line + 1
-            start = at + 1
-        end
-        input = input:sub(start)
-        local too_long = #input > MAX_LINE
-        if too_long or pending > MAX_PENDING then
-            log.warn(format("console %s: %s: closed", peer, too_long and "line too long" or "too much input"))
-            client.send(too_long and format("error: line too long (at most %d bytes)\n", MAX_LINE)
-                or format("error: too much input while busy (at most %d bytes)\n", MAX_PENDING))
-            client.close()
-            return
-        end
-        pump()
-    end
+    stream.on_data = function(data) on_data(client, data) end
     stream.on_error = function(err)
-        if auth_timer then auth_timer.cancel() end
-        if not closed then log.info(format("console %s: left (%s)", peer, tostring(err))) end
-        closed = true
+        if client.auth_timer then client.auth_timer.cancel() end
+        if not client.closed then log.info(format("console %s: left (%s)", client.peer, tostring(err))) end
+        client.closed = true
     end
 
-    log.info(format("console %s: connected", peer))
-    client.send(format("luna console: pid %s, luna %s, entry %s (type help)\n", process_id(),
+    log.info(format("console %s: connected", client.peer))
+    send(client, format("luna console: pid %s, luna %s, entry %s (type help)\n", process_id(),
         tostring(luna.version), tostring(luna.args and luna.args[0])))
     if secret then
-        client.send("authentication required: send `auth SECRET`\n")
-        auth_timer = luna.timer(AUTH_TIMEOUT_MS, function()
-            auth_timer = nil
-            if not client.authed and not closed then
-                log.warn(format("console %s: no authentication within %d ms: closed", peer, AUTH_TIMEOUT_MS))
-                client.send("error: no authentication in time\n")
-                client.close()
-            end
-        end)
+        send(client, "authentication required: send `auth SECRET`\n")
+        client.auth_timer = luna.timer(AUTH_TIMEOUT_MS, function() auth_timed_out(client) end)
     end
-    client.send(PROMPT)
+    send(client, PROMPT)
 end
 
 --- Opens the console on host:port; returns the listener, or nil and an error.

@@ -6,7 +6,7 @@ require("luna.timer")
 require("luna.import")
 require("luna.entry")
 require("luna.metrics") -- luna.metrics: script metrics, served with --metrics
-require("luna.rpc") -- also luna.trace_id and luna.with_trace
+require("luna.trace") -- luna.trace_id and luna.with_trace (luna.rpc loads when a script uses it)
 
 -- The seed luna exposed the socket manager constructor as a global.
 create_socket_mgr = luna.create_socket_mgr

@@ -30,24 +30,24 @@ local function changed(node, id, up)
     if up then M.route_appeared(node) end
 end
 
+-- Every id of `from` that `other` lacks comes (up) or goes in the node's view.
+local function apply_difference(node, from, other, up)
+    local view = node.view
+    for id in pairs(from) do
+        if not other[id] then
+            view[id] = up or nil
+            changed(node, id, up)
+        end
+    end
+end
+
 --- Brings the node's view in line with the router it sends through.
 function M.sync(node)
     local current = node.current
     local known = current and current.members
     if not known then return end
-    local view = node.view
-    for id in pairs(view) do
-        if not known[id] then
-            view[id] = nil
-            changed(node, id, false)
-        end
-    end
-    for id in pairs(known) do
-        if not view[id] then
-            view[id] = true
-            changed(node, id, true)
-        end
-    end
+    apply_difference(node, node.view, known, false)
+    apply_difference(node, known, node.view, true)
 end
 
 --- Starts watching membership on every router link (once).
@@ -132,18 +132,23 @@ local function remove(node, waiter)
     end
 end
 
+-- Gives up on a waiter `ms` from now (unless done by then): it is removed, then on_timeout().
+local function expire_after(node, waiter, ms, on_timeout)
+    waiter.timer = luna.timer(ms, function()
+        if waiter.done then return end
+        waiter.done = true
+        remove(node, waiter)
+        on_timeout()
+    end)
+end
+
 --- In a coroutine: waits up to `ms` until the view has a route; true if it has.
 function M.wait_for_route(node, mode, target, ms)
     if M.has_route(node, mode, target) then return true end
     local co, is_main = running()
     if is_main then return false end
     local waiter = { co = co, mode = mode, target = target }
-    waiter.timer = luna.timer(ms, function()
-        if waiter.done then return end
-        waiter.done = true
-        remove(node, waiter)
-        luna.resume(co, false)
-    end)
+    expire_after(node, waiter, ms, function() luna.resume(co, false) end)
     local list = waiters(node)
     list[#list + 1] = waiter
     return yield()
@@ -155,12 +160,7 @@ function M.hold(node, mode, target, ms, send, fail)
     local list = waiters(node)
     if #list >= M.max_waiting_forwards then return false end
     local waiter = { mode = mode, target = target, send = send }
-    waiter.timer = luna.timer(ms, function()
-        if waiter.done then return end
-        waiter.done = true
-        remove(node, waiter)
-        fail()
-    end)
+    expire_after(node, waiter, ms, fail)
     list[#list + 1] = waiter
     return true
 end

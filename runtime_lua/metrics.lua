@@ -35,6 +35,7 @@ local function escape_label(value)
     return (value:gsub('[\\"\n]', { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
+-- A help text as the format writes it.
 local function escape_help(text)
     return (text:gsub("[\\\n]", { ["\\"] = "\\\\", ["\n"] = "\\n" }))
 end
@@ -58,11 +59,13 @@ local function bound_text(value)
     return number(value)
 end
 
+-- The # HELP and # TYPE lines of a metric.
 local function head(out, name, kind, help)
     if help and help ~= "" then out[#out + 1] = "# HELP " .. name .. " " .. escape_help(help) .. "\n" end
     out[#out + 1] = "# TYPE " .. name .. " " .. kind .. "\n"
 end
 
+-- One sample line.
 local function sample(out, name, labels, value)
     if labels and labels ~= "" then
         out[#out + 1] = name .. "{" .. labels .. "} " .. number(value) .. "\n"
@@ -77,36 +80,56 @@ end
 local NAME = "^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 local LABEL = "^[a-zA-Z_][a-zA-Z0-9_]*$"
 
-local function check_name(name, what)
+-- The checks of a new metric's arguments raise errors at level 4: the
+-- script's call of counter/gauge/histogram, through check_metric.
+
+local function check_name(name, kind)
     if type(name) ~= "string" or not name:match(NAME) then
         error(format("luna.metrics.%s: invalid metric name %s (use letters, digits, _ and :, not starting with a digit)",
-            what, type(name) == "string" and ("'" .. name .. "'") or tostring(name)), 3)
+            kind, type(name) == "string" and ("'" .. name .. "'") or tostring(name)), 4)
     end
     if name:sub(1, 5) == "luna_" then
-        error(format("luna.metrics.%s: metric name '%s' is reserved (luna_ is luna's own prefix)", what, name), 3)
+        error(format("luna.metrics.%s: metric name '%s' is reserved (luna_ is luna's own prefix)", kind, name), 4)
     end
 end
 
-local function check_labels(names, what, kind)
+local function check_help(help, kind)
+    if help ~= nil and type(help) ~= "string" then
+        error(format("luna.metrics.%s: the help text must be a string", kind), 4)
+    end
+end
+
+-- The label names as a list, checked (unique, valid, no `le` on a histogram).
+local function check_labels(names, kind)
     if names == nil then return {} end
     if type(names) ~= "table" then
-        error(format("luna.metrics.%s: label names must be a list of strings", what), 3)
+        error(format("luna.metrics.%s: label names must be a list of strings", kind), 4)
     end
     local seen, list = {}, {}
     for i, label in ipairs(names) do
         if type(label) ~= "string" or not label:match(LABEL) or label:sub(1, 2) == "__" then
-            error(format("luna.metrics.%s: invalid label name %s", what, tostring(label)), 3)
+            error(format("luna.metrics.%s: invalid label name %s", kind, tostring(label)), 4)
         end
         if kind == "histogram" and label == "le" then
-            error(format("luna.metrics.%s: 'le' is the bucket label of a histogram", what), 3)
+            error(format("luna.metrics.%s: 'le' is the bucket label of a histogram", kind), 4)
         end
-        if seen[label] then error(format("luna.metrics.%s: label '%s' given twice", what, label), 3) end
+        if seen[label] then error(format("luna.metrics.%s: label '%s' given twice", kind, label), 4) end
         seen[label] = true
         list[i] = label
     end
     return list
 end
 
+-- Checks the name, help and label names of a new metric of `kind`; returns
+-- the label names as a list.
+local function check_metric(kind, name, help, label_names)
+    check_name(name, kind)
+    check_help(help, kind)
+    local list = check_labels(label_names, kind) -- not a tail call: it would shift the error level
+    return list
+end
+
+-- True when two lists hold the same values in the same order.
 local function same_list(a, b)
     if #a ~= #b then return false end
     for i = 1, #a do
@@ -117,6 +140,7 @@ end
 
 -- The series key of a sample's labels: `a="x",b="y"` (the text it is written
 -- with). Labels are given by name ({ method = "GET" }) or by position ({ "GET" }).
+-- Errors are raised at level 3: the script's call of a metric's function.
 local function series_key(metric, labels)
     local names = metric.label_names
     if #names == 0 then
@@ -163,19 +187,22 @@ local function series_of(metric, key)
     return series
 end
 
+-- Errors at level 3: the script's call of a metric's function.
 local function check_number(value, what, name)
     if type(value) ~= "number" then
         error(format("metric '%s': %s must be a number, got %s", name, what, type(value)), 3)
     end
 end
 
-local function register(kind, what, name, help, label_names, buckets, make)
+-- Registers a metric, or returns the one registered under `name` when a
+-- hot reload registers it again alike (an error when it differs).
+local function register(kind, name, help, label_names, buckets, make)
     local existing = registry[name]
     if existing then
         if existing.kind ~= kind or not same_list(existing.label_names, label_names)
             or not same_list(existing.buckets or {}, buckets or {}) then
             error(format("luna.metrics.%s: metric '%s' is already registered as a %s with labels (%s)%s",
-                what, name, existing.kind, concat(existing.label_names, ", "),
+                kind, name, existing.kind, concat(existing.label_names, ", "),
                 existing.buckets and (" and buckets " .. concat(existing.buckets, ", ")) or ""), 3)
         end
         existing.help = help -- a hot reload may reword it
@@ -193,64 +220,65 @@ local function register(kind, what, name, help, label_names, buckets, make)
     return metric.object
 end
 
-local function check_help(help, what)
-    if help ~= nil and type(help) ~= "string" then
-        error(format("luna.metrics.%s: the help text must be a string", what), 3)
+-- A series holding one number (counters and gauges).
+local function value_series() return { value = 0 } end
+
+-- The arguments of inc/dec: (n[, labels]), (labels) or () mean n = 1.
+local function amount(n, labels)
+    if type(n) == "table" then return 1, n end
+    if n == nil then return 1, labels end
+    return n, labels
+end
+
+-- The `get` of a counter or gauge: a series' value (0 before its first sample).
+local function value_getter(metric)
+    return function(labels)
+        local series = metric.series[series_key(metric, labels)]
+        return series and series.value or 0
+    end
+end
+
+-- The `inc` (sign 1) or `dec` (sign -1) of a gauge.
+local function gauge_adder(metric, sign)
+    return function(n, labels)
+        n, labels = amount(n, labels)
+        check_number(n, "the amount", metric.name)
+        local series = series_of(metric, series_key(metric, labels))
+        if series then series.value = series.value + sign * n end
     end
 end
 
 --- A counter: `c.inc([n][, labels])` adds n (default 1, never negative).
 --- Its samples are named `<name>_total` (the suffix is added when missing).
 function M.counter(name, help, label_names)
-    check_name(name, "counter")
-    check_help(help, "counter")
-    label_names = check_labels(label_names, "counter", "counter")
+    label_names = check_metric("counter", name, help, label_names)
     if name:sub(-6) ~= "_total" then name = name .. "_total" end
-    return register("counter", "counter", name, help, label_names, nil, function(metric)
-        metric.new_series = function() return { value = 0 } end
-        local object = {}
+    local registered = register("counter", name, help, label_names, nil, function(metric)
+        metric.new_series = value_series
+        local object = { get = value_getter(metric) }
         function object.inc(n, labels)
-            if type(n) == "table" then n, labels = 1, n end
-            if n == nil then n = 1 end
+            n, labels = amount(n, labels)
             check_number(n, "the increment", metric.name)
             if n < 0 then error(format("metric '%s': a counter only goes up (got %s)", metric.name, number(n)), 2) end
             local series = series_of(metric, series_key(metric, labels))
             if series then series.value = series.value + n end
         end
-        function object.get(labels)
-            local series = metric.series[series_key(metric, labels)]
-            return series and series.value or 0
-        end
         return object
     end)
+    return registered -- not a tail call: register's errors name the script's line
 end
 
 --- A gauge: `g.set(v[, labels])`, `g.inc([n][, labels])`, `g.dec([n][, labels])`,
 --- or `g.set_function(fn)` to read its value (no labels) at each scrape.
 function M.gauge(name, help, label_names)
-    check_name(name, "gauge")
-    check_help(help, "gauge")
-    label_names = check_labels(label_names, "gauge", "gauge")
-    return register("gauge", "gauge", name, help, label_names, nil, function(metric)
-        metric.new_series = function() return { value = 0 } end
-        local object = {}
-        local function add(n, labels, sign)
-            if type(n) == "table" then n, labels = 1, n end
-            if n == nil then n = 1 end
-            check_number(n, "the amount", metric.name)
-            local series = series_of(metric, series_key(metric, labels))
-            if series then series.value = series.value + sign * n end
-        end
+    label_names = check_metric("gauge", name, help, label_names)
+    local registered = register("gauge", name, help, label_names, nil, function(metric)
+        metric.new_series = value_series
+        local object = { get = value_getter(metric), inc = gauge_adder(metric, 1), dec = gauge_adder(metric, -1) }
         function object.set(value, labels)
             check_number(value, "the value", metric.name)
             local series = series_of(metric, series_key(metric, labels))
             if series then series.value = value end
-        end
-        function object.inc(n, labels) add(n, labels, 1) end
-        function object.dec(n, labels) add(n, labels, -1) end
-        function object.get(labels)
-            local series = metric.series[series_key(metric, labels)]
-            return series and series.value or 0
         end
         function object.set_function(fn)
             if fn ~= nil and type(fn) ~= "function" then
@@ -263,30 +291,50 @@ function M.gauge(name, help, label_names)
         end
         return object
     end)
+    return registered -- not a tail call: register's errors name the script's line
+end
+
+-- The bucket bounds of a histogram (without +Inf), checked; errors at
+-- level 3: the script's call of histogram.
+local function bucket_bounds(buckets)
+    if type(buckets) ~= "table" or #buckets == 0 then
+        error("luna.metrics.histogram: buckets must be a list of numbers", 3)
+    end
+    local bounds = {}
+    for i, bound in ipairs(buckets) do
+        if type(bound) ~= "number" or bound ~= bound or (i > 1 and bound <= bounds[i - 1]) then
+            error("luna.metrics.histogram: buckets must be numbers in increasing order", 3)
+        end
+        if bound ~= huge then bounds[#bounds + 1] = bound end
+    end
+    return bounds
+end
+
+-- Counts `value` in its bucket of a histogram series.
+local function observe(series, bounds, value)
+    local n = #bounds
+    local at = n + 1
+    for i = 1, n do
+        if value <= bounds[i] then
+            at = i
+            break
+        end
+    end
+    series.counts[at] = series.counts[at] + 1
+    series.sum = series.sum + value
+    series.count = series.count + 1
 end
 
 --- A histogram: `h.observe(v[, labels])`; samples `<name>_bucket{le=...}`
 --- (cumulative), `<name>_sum` and `<name>_count`. Buckets are upper bounds in
 --- increasing order (default 0.005 .. 10); +Inf is always added.
 function M.histogram(name, help, buckets, label_names)
-    check_name(name, "histogram")
-    check_help(help, "histogram")
     if type(buckets) == "table" and type(buckets[1]) == "string" and label_names == nil then
         buckets, label_names = nil, buckets -- histogram(name, help, label_names)
     end
-    label_names = check_labels(label_names, "histogram", "histogram")
-    if buckets == nil then buckets = DEFAULT_BUCKETS end
-    if type(buckets) ~= "table" or #buckets == 0 then
-        error("luna.metrics.histogram: buckets must be a list of numbers", 2)
-    end
-    local bounds = {}
-    for i, bound in ipairs(buckets) do
-        if type(bound) ~= "number" or bound ~= bound or (i > 1 and bound <= bounds[i - 1]) then
-            error("luna.metrics.histogram: buckets must be numbers in increasing order", 2)
-        end
-        if bound ~= huge then bounds[#bounds + 1] = bound end
-    end
-    return register("histogram", "histogram", name, help, label_names, bounds, function(metric)
+    label_names = check_metric("histogram", name, help, label_names)
+    local bounds = bucket_bounds(buckets == nil and DEFAULT_BUCKETS or buckets)
+    local registered = register("histogram", name, help, label_names, bounds, function(metric)
         local n = #bounds
         metric.new_series = function()
             local counts = {}
@@ -297,17 +345,7 @@ function M.histogram(name, help, buckets, label_names)
         function object.observe(value, labels)
             check_number(value, "the observed value", metric.name)
             local series = series_of(metric, series_key(metric, labels))
-            if not series then return end
-            local at = n + 1
-            for i = 1, n do
-                if value <= bounds[i] then
-                    at = i
-                    break
-                end
-            end
-            series.counts[at] = series.counts[at] + 1
-            series.sum = series.sum + value
-            series.count = series.count + 1
+            if series then observe(series, bounds, value) end
         end
         function object.get(labels)
             local series = metric.series[series_key(metric, labels)]
@@ -315,6 +353,7 @@ function M.histogram(name, help, buckets, label_names)
         end
         return object
     end)
+    return registered -- not a tail call: register's errors name the script's line
 end
 
 ------------------------------------------------------------------------
@@ -362,12 +401,20 @@ function M.resident_bytes(field)
     return kib and tonumber(kib) * 1024 or nil
 end
 
+-- The `mgr` label of a socket manager: its role or its number.
 local function manager_label(index)
     return 'mgr="' .. escape_label(M._manager_roles[index] or tostring(index)) .. '"'
 end
 
-local function render_builtin(out)
-    local stats = luna.process_stats()
+-- The counters of luna.rpc when a script loaded it, else nil (shared with the console).
+function M._rpc_stats()
+    local rpc = package.loaded["luna.rpc"]
+    if type(rpc) == "table" and rpc.stats then return rpc.stats() end
+    return nil
+end
+
+-- The process: version, uptime, memory, descriptors, timers, dropped log lines.
+local function render_process(out, stats)
     head(out, "luna_build_info", "gauge", "luna's version (always 1)")
     sample(out, "luna_build_info", 'version="' .. escape_label(luna.version or "") .. '"', 1)
     head(out, "luna_uptime_seconds", "gauge", "Seconds since the process started")
@@ -385,8 +432,10 @@ local function render_builtin(out)
     sample(out, "luna_timers", nil, stats.timers)
     head(out, "luna_log_dropped_total", "counter", "Log lines dropped because the log queue was full")
     sample(out, "luna_log_dropped_total", nil, stats.log_dropped)
+end
 
-    local managers = stats.managers
+-- Each socket manager's counters and gauges, labelled by manager.
+local function render_sockets(out, managers)
     for _, counter in ipairs(SOCKET_COUNTERS) do
         local name = "luna_socket_" .. counter[1] .. "_total"
         head(out, name, "counter", counter[2])
@@ -400,21 +449,25 @@ local function render_builtin(out)
             sample(out, gauge[2], manager_label(index), values[gauge[1]] or 0)
         end
     end
+end
 
-    local rpc = package.loaded["luna.rpc"]
-    if type(rpc) == "table" and rpc.stats then
-        local rpc_stats = rpc.stats()
-        for _, counter in ipairs(RPC_COUNTERS) do
-            local name = "luna_rpc_" .. counter[1] .. "_total"
-            head(out, name, "counter", counter[2])
-            sample(out, name, nil, rpc_stats[counter[1]] or 0)
-        end
-        head(out, "luna_rpc_pending", "gauge", "Calls of ours waiting for answers")
-        sample(out, "luna_rpc_pending", nil, rpc_stats.pending or 0)
-        head(out, "luna_rpc_serving", "gauge", "Calls being handled here")
-        sample(out, "luna_rpc_serving", nil, rpc_stats.serving or 0)
+-- luna.rpc's counters, when the script uses it.
+local function render_rpc(out)
+    local rpc_stats = M._rpc_stats()
+    if not rpc_stats then return end
+    for _, counter in ipairs(RPC_COUNTERS) do
+        local name = "luna_rpc_" .. counter[1] .. "_total"
+        head(out, name, "counter", counter[2])
+        sample(out, name, nil, rpc_stats[counter[1]] or 0)
     end
+    head(out, "luna_rpc_pending", "gauge", "Calls of ours waiting for answers")
+    sample(out, "luna_rpc_pending", nil, rpc_stats.pending or 0)
+    head(out, "luna_rpc_serving", "gauge", "Calls being handled here")
+    sample(out, "luna_rpc_serving", nil, rpc_stats.serving or 0)
+end
 
+-- This module's own counters: dropped series, requests by HTTP status.
+local function render_self(out)
     head(out, "luna_metrics_series_dropped_total", "counter",
         "Label combinations of script metrics dropped (past luna.metrics.max_series)")
     sample(out, "luna_metrics_series_dropped_total", nil, series_dropped)
@@ -427,35 +480,47 @@ local function render_builtin(out)
     end
 end
 
-local function render_metric(out, metric)
-    if metric.kind == "gauge" and metric.read then
-        local ok, value = xpcall(metric.read, debug.traceback)
-        if not ok or type(value) ~= "number" then
-            log.error(format("metric '%s': its function %s", metric.name,
-                ok and ("returned " .. type(value) .. ", not a number") or ("failed: " .. tostring(value))))
-            return
-        end
-        head(out, metric.name, "gauge", metric.help)
-        sample(out, metric.name, nil, value)
+-- luna's own metrics (names starting with luna_).
+local function render_builtin(out)
+    local stats = luna.process_stats()
+    render_process(out, stats)
+    render_sockets(out, stats.managers)
+    render_rpc(out)
+    render_self(out)
+end
+
+-- A gauge read by its function at each scrape (nothing when it fails).
+local function render_read_gauge(out, metric)
+    local ok, value = xpcall(metric.read, debug.traceback)
+    if not ok or type(value) ~= "number" then
+        log.error(format("metric '%s': its function %s", metric.name,
+            ok and ("returned " .. type(value) .. ", not a number") or ("failed: " .. tostring(value))))
         return
     end
+    head(out, metric.name, "gauge", metric.help)
+    sample(out, metric.name, nil, value)
+end
+
+-- The head of a counter, gauge or histogram; an unlabelled one exists
+-- (with zeros) from its registration.
+local function render_head(out, metric)
     head(out, metric.name, metric.kind, metric.help)
-    local keys = metric.keys
-    if metric.kind ~= "histogram" then
-        if #metric.label_names == 0 and not metric.series[""] then
-            sample(out, metric.name, nil, 0) -- an unlabelled metric exists from its registration
-        end
-        for _, key in ipairs(keys) do
-            sample(out, metric.name, key, metric.series[key].value)
-        end
-        return
+    if #metric.label_names == 0 then series_of(metric, "") end
+end
+
+-- A counter or gauge: one sample per series.
+local function render_values(out, metric)
+    render_head(out, metric)
+    for _, key in ipairs(metric.keys) do
+        sample(out, metric.name, key, metric.series[key].value)
     end
-    if #metric.label_names == 0 and not metric.series[""] then
-        series_of(metric, "")
-        keys = metric.keys
-    end
+end
+
+-- A histogram: cumulative buckets, sum and count per series.
+local function render_histogram(out, metric)
+    render_head(out, metric)
     local bucket, bounds = metric.name .. "_bucket", metric.buckets
-    for _, key in ipairs(keys) do
+    for _, key in ipairs(metric.keys) do
         local series = metric.series[key]
         local prefix = key == "" and "" or (key .. ",")
         local cumulative = 0
@@ -467,6 +532,13 @@ local function render_metric(out, metric)
         sample(out, metric.name .. "_sum", key, series.sum)
         sample(out, metric.name .. "_count", key, series.count)
     end
+end
+
+-- One script metric's lines.
+local function render_metric(out, metric)
+    if metric.kind == "histogram" then return render_histogram(out, metric) end
+    if metric.kind == "gauge" and metric.read then return render_read_gauge(out, metric) end
+    render_values(out, metric)
 end
 
 --- The whole exposition: luna's own metrics, then the script's.
@@ -487,6 +559,7 @@ local REASONS = {
     [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
 }
 
+-- Sends the one response of a connection, then closes it.
 local function respond(stream, code, body, content_type, extra, head_only)
     requests[code] = (requests[code] or 0) + 1
     local head_text = format("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n",
@@ -499,6 +572,7 @@ local function respond(stream, code, body, content_type, extra, head_only)
     stream.close()
 end
 
+-- Answers a complete request head: /metrics to GET and HEAD only.
 local function handle_request(stream, text)
     local method, target = text:match("^(%u+) (%S+) HTTP/%d%.%d\r?\n")
     if not method then
@@ -519,6 +593,7 @@ local function handle_request(stream, text)
     respond(stream, 200, body, "text/plain; version=0.0.4; charset=utf-8", nil, method == "HEAD")
 end
 
+-- Reads one request head (bounded) from a scraper and answers it.
 local function serve_connection(stream)
     stream.set_timeout(REQUEST_TIMEOUT_MS)
     local buffer, done = "", false

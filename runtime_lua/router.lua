@@ -22,14 +22,17 @@
 local luna = luna
 local log = luna.log
 local cluster = require("luna.cluster")
+local console = require("luna.console") -- for is_loopback only
 
 local M = {}
 
+-- A service id from its number or its "group.index" name.
 local function to_id(value)
     if type(value) == "string" then return luna.service_id(value) end
     return value
 end
 
+-- An id as "group.index" for log lines (anything else as text).
 local function name_of(id)
     return (math.type(id) == "integer" and luna.service_name(id)) or tostring(id)
 end
@@ -47,101 +50,123 @@ local function members(router)
     return list
 end
 
--- The control messages of one accepted link.
-local function serve_link(router, stream)
-    local mgr, owners, masters, config = router.mgr, router.owners, router.masters, router.config
-    local peer = stream.ip .. ":" .. stream.port
-    local ids = {} -- ids this link holds
-    local refusals = {} -- id -> last reason logged (a refused node retries: log once per change)
+-- The functions below take `link`, the state of one accepted connection:
+-- its router, stream, peer address, the ids it holds and the refusals
+-- logged for it.
 
-    local function refuse(id, reason)
-        if refusals[id] ~= reason then
-            refusals[id] = reason
-            log.warn("router: refused " .. name_of(id) .. " from " .. peer .. ": " .. reason)
-        end
-        stream.call("@refused", id, reason)
+-- Refuses a registration; logged once per id and reason (a refused node retries).
+local function refuse(link, id, reason)
+    if link.refusals[id] ~= reason then
+        link.refusals[id] = reason
+        log.warn("router: refused " .. name_of(id) .. " from " .. link.peer .. ": " .. reason)
     end
+    link.stream.call("@refused", id, reason)
+end
 
-    local function register(raw_id, is_master)
-        local id = to_id(raw_id)
-        if math.type(id) ~= "integer" or not luna.service_name(id) then
-            log.warn("router: bad registration " .. tostring(raw_id) .. " from " .. peer .. ": invalid-param")
-            return stream.call("@refused", raw_id, "invalid-param")
-        end
-        local owner = owners[id]
-        if owner and owner ~= stream.token then return refuse(id, "id-in-use") end
-        local ok, err = mgr.route(id, stream.token, is_master)
-        if not ok then return refuse(id, err) end
-        refusals[id] = nil
-        ids[id], owners[id] = true, stream.token
-        stream.call("@registered", id)
-        if not owner then
-            log.info("router: " .. name_of(id) .. " registered from " .. peer)
-            announce(router, id, true)
-        end
+-- @register id is_master: routes the id to this link unless another live link holds it.
+local function register(link, raw_id, is_master)
+    local router, stream = link.router, link.stream
+    local id = to_id(raw_id)
+    if math.type(id) ~= "integer" or not luna.service_name(id) then
+        log.warn("router: bad registration " .. tostring(raw_id) .. " from " .. link.peer .. ": invalid-param")
+        return stream.call("@refused", raw_id, "invalid-param")
     end
+    local owner = router.owners[id]
+    if owner and owner ~= stream.token then return refuse(link, id, "id-in-use") end
+    local ok, err = router.mgr.route(id, stream.token, is_master)
+    if not ok then return refuse(link, id, err) end
+    link.refusals[id] = nil
+    link.ids[id], router.owners[id] = true, stream.token
+    stream.call("@registered", id)
+    if not owner then
+        log.info("router: " .. name_of(id) .. " registered from " .. link.peer)
+        announce(router, id, true)
+    end
+end
 
-    local function unregister(raw_id)
-        local id = to_id(raw_id)
-        if id and owners[id] == stream.token then
-            mgr.route(id, nil)
-            owners[id], ids[id] = nil, nil
-            log.info("router: " .. name_of(id) .. " unregistered")
+-- @unregister id: drops the route if this link holds it; confirmed either way.
+local function unregister(link, raw_id)
+    local router, stream = link.router, link.stream
+    local id = to_id(raw_id)
+    if id and router.owners[id] == stream.token then
+        router.mgr.route(id, nil)
+        router.owners[id], link.ids[id] = nil, nil
+        log.info("router: " .. name_of(id) .. " unregistered")
+        announce(router, id, false)
+    end
+    stream.call("@unregistered", raw_id)
+end
+
+-- @set_master group id: an explicit master (id 0 releases this link's claim).
+local function set_master(link, group, id)
+    local router, token = link.router, link.stream.token
+    local masters = router.masters
+    if id == 0 then
+        -- A release clears the claim only if it is still this link's.
+        if masters[group] == token then
+            masters[group] = nil
+            router.mgr.set_master(group, 0)
+            log.info("router: group " .. tostring(group) .. " has no explicit master now")
+        end
+    elseif router.owners[id] == token then
+        masters[group] = token
+        router.mgr.set_master(group, token)
+        log.info("router: master of group " .. tostring(group) .. " is " .. name_of(id))
+    else
+        log.warn("router: @set_master from " .. link.peer .. " for a service it does not hold: " .. tostring(id))
+    end
+end
+
+-- @watch_members: the full list now, then every change.
+local function watch_members(link)
+    link.router.watchers[link.stream.token] = link.stream
+    link.stream.call("@members", members(link.router))
+end
+
+-- The link died: its claims and routes go (or keep their slot with --keep-slots).
+local function link_gone(link, err)
+    local router, token = link.router, link.stream.token
+    router.watchers[token] = nil
+    for group, master in pairs(router.masters) do
+        if master == token then router.masters[group] = nil end
+    end
+    for id in pairs(link.ids) do
+        if router.owners[id] == token then
+            router.mgr.route(id, router.config.keep_slots and 0 or nil)
+            router.owners[id] = nil
+            log.info("router: " .. name_of(id) .. " gone (" .. err .. ")")
             announce(router, id, false)
         end
-        stream.call("@unregistered", raw_id)
     end
+end
 
-    local function set_master(group, id)
-        if id == 0 then
-            -- A release clears the claim only if it is still this link's.
-            if masters[group] == stream.token then
-                masters[group] = nil
-                mgr.set_master(group, 0)
-                log.info("router: group " .. tostring(group) .. " has no explicit master now")
-            end
-        elseif owners[id] == stream.token then
-            masters[group] = stream.token
-            mgr.set_master(group, stream.token)
-            log.info("router: master of group " .. tostring(group) .. " is " .. name_of(id))
-        else
-            log.warn("router: @set_master from " .. peer .. " for a service it does not hold: " .. tostring(id))
-        end
+-- One control message of a link.
+local function on_link_message(link, msg, a, b)
+    if msg == "@ping" then
+        link.stream.call("@pong")
+    elseif msg == "@register" then
+        register(link, a, b)
+    elseif msg == "@unregister" then
+        unregister(link, a)
+    elseif msg == "@set_master" then
+        set_master(link, a, b)
+    elseif msg == "@watch_members" then
+        watch_members(link)
+    else
+        log.warn("router: unknown message " .. tostring(msg) .. " from " .. link.peer)
     end
+end
 
-    local function gone(err)
-        router.watchers[stream.token] = nil
-        for group, token in pairs(masters) do
-            if token == stream.token then masters[group] = nil end
-        end
-        for id in pairs(ids) do
-            if owners[id] == stream.token then
-                mgr.route(id, config.keep_slots and 0 or nil)
-                owners[id] = nil
-                log.info("router: " .. name_of(id) .. " gone (" .. err .. ")")
-                announce(router, id, false)
-            end
-        end
-    end
-
+-- Serves the control messages of one accepted link.
+local function serve_link(router, stream)
+    local link = {
+        router = router, stream = stream, peer = stream.ip .. ":" .. stream.port,
+        ids = {}, -- ids this link holds
+        refusals = {}, -- id -> last reason logged (a refused node retries: log once per change)
+    }
     stream.set_timeout(router.dead_after_ms)
-    stream.on_call = function(msg, a, b)
-        if msg == "@ping" then
-            stream.call("@pong")
-        elseif msg == "@register" then
-            register(a, b)
-        elseif msg == "@unregister" then
-            unregister(a)
-        elseif msg == "@set_master" then
-            set_master(a, b)
-        elseif msg == "@watch_members" then
-            router.watchers[stream.token] = stream
-            stream.call("@members", members(router))
-        else
-            log.warn("router: unknown message " .. tostring(msg) .. " from " .. peer)
-        end
-    end
-    stream.on_error = gone
+    stream.on_call = function(msg, a, b) return on_link_message(link, msg, a, b) end
+    stream.on_error = function(err) return link_gone(link, err) end
 end
 
 local LIMITS = {
@@ -151,15 +176,12 @@ local LIMITS = {
     max_ids = "set_max_ids",
 }
 
-local function is_loopback(host)
-    return host == "localhost" or host == "::1" or host:match("^127%.") ~= nil
-end
-
+-- Listens on every address; an address that cannot be opened is an error.
 local function open_listeners(router, listen, options)
     for _, address in ipairs(listen) do
         local host, port = cluster.parse_address(address)
         if not host then error("luna.router.start: " .. port, 3) end
-        if not options.secret and not is_loopback(host) then
+        if not options.secret and not console.is_loopback(host) then
             log.warn("router: listening on " .. host .. ":" .. port .. " without a cluster secret: anyone who can "
                 .. "reach this port can register as any service. Set LUNA_CLUSTER_SECRET (or --secret-file).")
         end
@@ -174,6 +196,7 @@ local function open_listeners(router, listen, options)
     end
 end
 
+-- Registers the router's address in Redis (kind "router") for luna.discovery.
 local function publish_in_redis(router, config)
     local host, port = cluster.parse_address(config.redis)
     if not host then error("luna.router.start: --redis " .. port, 3) end
@@ -188,6 +211,7 @@ local function publish_in_redis(router, config)
     router.discovery = discovery
 end
 
+-- Logs the manager's forwarding counters (--stats-ms).
 local function log_stats(mgr)
     local s = mgr.stats()
     log.info(string.format("router stats: forwarded=%d forward_failed=%d tracked_calls=%d open=%d bad_packages=%d"

@@ -54,6 +54,7 @@ local gathering = {} -- session -> broadcast state { results = {}, expected = id
 local pending_count = 0
 local next_session = math.random(1, 0x7fffffff) -- random start: a restarted caller does not reuse recent ids
 
+-- A session id no pending call uses.
 local function new_session()
     repeat
         next_session = next_session + 1
@@ -73,42 +74,24 @@ function M.stats()
 end
 
 local resume_logged = luna.resume -- logs an error with the coroutine's traceback
+local go = luna.go -- runs a function in a pooled coroutine (runtime_lua/timer.lua)
 
--- Trace ids, per coroutine (the main thread included) while it handles a traced call or message.
-local traces = setmetatable({}, { __mode = "k" })
-local trace_prefix = string.format("%08x", math.random(0, 0x7fffffff))
-local trace_count = 0
+-- Trace ids, per coroutine (runtime_lua/trace.lua has luna.trace_id and luna.with_trace).
+local trace_ids = require("luna.trace")
+local traces = trace_ids.by_coroutine
+local current_trace = luna.trace_id
 
 --- Calls and traced forwards made outside a traced handler start a new trace when true.
 M.tracing = false
 
---- The trace id of the call or message being handled here, or nil.
-function luna.trace_id()
-    return traces[running()]
-end
-local current_trace = luna.trace_id
 M.current_trace = current_trace
 
 --- The trace id an outgoing call or forward carries: the current one, or a
 --- new one when tracing is on; nil otherwise.
 function M.outgoing_trace()
-    local trace = traces[running()]
-    if trace == nil and M.tracing then
-        trace_count = trace_count + 1
-        trace = trace_prefix .. string.format("%08x", trace_count & 0xffffffff)
-    end
-    return trace
-end
-
---- Runs fn(...) with `trace` as the current trace id; returns fn's results.
-function luna.with_trace(trace, fn, ...)
-    local co = running()
-    local previous = traces[co]
-    traces[co] = trace
-    local results = pack(xpcall(fn, traceback, ...))
-    traces[co] = previous
-    if not results[1] then error(results[2], 0) end
-    return table.unpack(results, 2, results.n)
+    local id = traces[running()]
+    if id == nil and M.tracing then id = trace_ids.new_id() end
+    return id
 end
 
 -- Deadlines. While calls are pending, one timer sweeps them every
@@ -119,6 +102,7 @@ local SWEEP_MS = 50
 local sweeping = false
 local on_timeout
 
+-- Times out the calls past their deadline; runs again while calls are pending.
 local function sweep()
     local now = now_ms()
     local expired = nil
@@ -162,6 +146,7 @@ local function fail(session, err)
     resume_logged(co, false, err)
 end
 
+-- Resumes a broadcast caller once every expected answer is in.
 local function broadcast_done(session, state)
     if not state.expected then return end
     for _, id in ipairs(state.expected) do
@@ -172,6 +157,7 @@ local function broadcast_done(session, state)
     resume_logged(co, true, state.results)
 end
 
+-- A call timed out: its router forgets it; a broadcast returns what it has.
 function on_timeout(session)
     if not waiting[session] then return end
     timeouts = timeouts + 1
@@ -189,6 +175,7 @@ function on_timeout(session)
     fail(session, "timeout")
 end
 
+-- A call's results from how its coroutine was resumed: results, or nil, err.
 local function finish(ok, ...)
     if ok then return ... end
     return nil, ...
@@ -297,6 +284,7 @@ local function on_return(session, from, ok, ...)
     resume_logged(co, false, "remote-error: " .. tostring((...)))
 end
 
+-- Sends an answer: on the stream, or through the router to reply_to.
 local function reply(stream, session, reply_to, self_id, ...)
     if reply_to == 0 then
         return stream.call("@ret", session, self_id, ...)
@@ -304,11 +292,13 @@ local function reply(stream, session, reply_to, self_id, ...)
     return stream._forward("target", reply_to, 0, session, true, "@ret", session, self_id, ...)
 end
 
+-- A handler's error: logged with its traceback; the message goes back.
 local function error_message(err)
     log.error("error in rpc handler: " .. traceback(tostring(err), 2))
     return tostring(err)
 end
 
+-- Sends a handler's results, or that they could not be sent.
 local function send_results(stream, session, reply_to, self_id, method, ok, ...)
     if not ok then
         return reply(stream, session, reply_to, self_id, false, (...))
@@ -340,6 +330,7 @@ local function run_traced_handler(stream, handlers, self_id, session, reply_to, 
     traces[co] = nil
 end
 
+-- Runs a one-way message handler under a trace id (in its own coroutine).
 local function run_traced(trace, handler, ...)
     local co = running()
     traces[co] = trace
@@ -354,28 +345,29 @@ local function one_way(handlers, msg, ...)
     if type(handler) ~= "function" then return false end
     local trace = current_trace()
     if trace then
-        luna.go(run_traced, trace, handler, ...)
+        go(run_traced, trace, handler, ...)
     else
-        luna.go(handler, ...)
+        go(handler, ...)
     end
     return true
 end
 
 --- Handles one message of a served stream: calls, answers and one-way
 --- messages named after a handler. Returns false for anything else.
-function M.dispatch(stream, handlers, self_id, msg, ...)
+local function dispatch(stream, handlers, self_id, msg, ...)
     if msg == "@call" then
-        luna.go(run_handler, stream, handlers, self_id, ...)
+        go(run_handler, stream, handlers, self_id, ...)
         return true
     elseif msg == "@ret" then
         on_return(...)
         return true
     elseif msg == "@tcall" then
-        luna.go(run_traced_handler, stream, handlers, self_id, ...)
+        go(run_traced_handler, stream, handlers, self_id, ...)
         return true
     end
     return one_way(handlers, msg, ...)
 end
+M.dispatch = dispatch
 
 --- Router report: a tracked call failed (no-route, send-buffer-full, connection-lost).
 function M.call_failed(session, err, mode, target)
@@ -407,15 +399,10 @@ function M.serve(stream, handlers, fallback)
         fallback = existing -- keep the script's own handler for plain messages
     end
     stream._rpc_served = true
-    local go = luna.go
     stream.on_call = function(msg, ...)
-        if msg == "@ret" then return on_return(...) end
-        if msg == "@call" then return go(run_handler, stream, handlers, 0, ...) end
-        if msg == "@tcall" then return go(run_traced_handler, stream, handlers, 0, ...) end
-        if not one_way(handlers, msg, ...) then
-            if fallback then return fallback(msg, ...) end
-            log.warn("rpc: no handler for message '" .. tostring(msg) .. "'")
-        end
+        if dispatch(stream, handlers, 0, msg, ...) then return end
+        if fallback then return fallback(msg, ...) end
+        log.warn("rpc: no handler for message '" .. tostring(msg) .. "'")
     end
     stream.on_call_failed = M.call_failed
     stream.on_broadcast_targets = M.broadcast_targets

@@ -28,10 +28,13 @@ function luna.cancel_timer(timer)
     return timer_cancel(type(timer) == "table" and timer.id or timer)
 end
 
+-- Logs the error a coroutine ended with, with its traceback.
+local function failed(co, err)
+    luna.log.error("error in coroutine: " .. traceback(co, tostring(err)))
+end
+
 local function checked(co, ok, ...)
-    if not ok then
-        luna.log.error("error in coroutine: " .. traceback(co, tostring((...))))
-    end
+    if not ok then failed(co, (...)) end
     return ok, ...
 end
 
@@ -69,7 +72,9 @@ function luna.go(fn, ...)
     else
         co = new_worker()
     end
-    checked(co, resume(co, fn, ...))
+    -- Only the status matters here: no varargs pass through checked on this hot path.
+    local ok, err = resume(co, fn, ...)
+    if not ok then failed(co, err) end
     return co
 end
 
