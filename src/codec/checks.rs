@@ -269,6 +269,13 @@ fn check_body(original: &[u8], body: &Body<'_>) {
                 .map(|id| u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
             frame::push_routed(&mut again, session, ids);
         }
+        Body::Publish { retain, topic, payload } => {
+            let start = frame::begin(&mut again, Kind::Publish);
+            frame::push_publish_header(&mut again, retain, topic);
+            again.extend_from_slice(payload);
+            frame::finish(&mut again, start);
+            compared[PREFIX_LEN + 1] &= 1;
+        }
         Body::Handshake(whole) => {
             // The body as it came (kind byte first): the handshake parses it itself.
             let start = again.len();

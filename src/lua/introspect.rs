@@ -29,7 +29,7 @@ unsafe fn push_counters(state: *mut lua_State, manager: &[(&'static str, u64)]) 
     }
 }
 
-fn counters_of(mgr: u32) -> Option<[(&'static str, u64); 16]> {
+fn counters_of(mgr: u32) -> Option<[(&'static str, u64); 22]> {
     with_host(|host| host.net.managers().get(mgr as usize).map(Manager::counters))
 }
 

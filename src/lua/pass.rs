@@ -248,6 +248,9 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
             }
             Body::Cancel(session) => with_host(|host| host.net.cancel_call(token, session)),
             Body::Handshake(_) => with_host(|host| host.net.unexpected_handshake(token)),
+            Body::Publish { retain, topic, payload } => {
+                with_host(|host| host.net.publish(token, retain, topic, payload))
+            }
             Body::Routed(session, ids) => {
                 let handled = call_handler(state, token, c"on_broadcast_targets", &|| {
                     ffi::lua_pushinteger(state, i64::from(session));

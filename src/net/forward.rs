@@ -4,9 +4,9 @@
 
 use super::NetError;
 use super::calls::Refused;
-use super::frame::{self, ForwardFailure, Kind, Mode, Route};
+use super::frame::{self, ForwardFailure, Mode, Route};
 use super::slots::Entry;
-use super::{NetCore, SendError, Token};
+use super::{NetCore, Token};
 use crate::log;
 
 impl NetCore {
@@ -115,13 +115,9 @@ impl NetCore {
     }
 
     fn deliver(&mut self, receiver: Token, payload: &[u8]) -> Result<(), ForwardFailure> {
-        let result = self.send_with(receiver, Kind::Deliver, None, |out| {
-            out.extend_from_slice(payload);
-            Ok::<(), ()>(())
-        });
-        match result {
+        match self.deliver_payload(receiver, payload) {
             Ok(_) => Ok(()),
-            Err(SendError::Net(NetError::SendBufferFull)) => Err(ForwardFailure::SendBufferFull),
+            Err(NetError::SendBufferFull) => Err(ForwardFailure::SendBufferFull),
             Err(_) => Err(ForwardFailure::NoRoute),
         }
     }

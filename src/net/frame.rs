@@ -36,6 +36,8 @@ pub enum Kind {
     Proof = 8,
     /// Secret handshake: the peer was refused, with a reason.
     AuthFailed = 9,
+    /// A message for every subscriber of a topic (and, retained, for later ones).
+    Publish = 10,
 }
 
 /// How a router picks the receivers of a forward.
@@ -153,6 +155,15 @@ pub enum Body<'a> {
     Routed(u32, &'a [u8]),
     /// A frame of the secret handshake (the whole body, kind byte first).
     Handshake(&'a [u8]),
+    /// A message to publish on a topic, kept as the topic's latest when `retain`.
+    Publish {
+        /// Keep it for subscribers that come later.
+        retain: bool,
+        /// The topic name.
+        topic: &'a [u8],
+        /// The message, passed on undecoded.
+        payload: &'a [u8],
+    },
 }
 
 /// Why bytes from a peer are not a frame.
@@ -234,11 +245,26 @@ pub fn parse_body(body: &[u8]) -> Result<Body<'_>, FrameError> {
             Ok(Body::Routed(session, ids))
         }
         k if (Kind::Hello as u8..=Kind::AuthFailed as u8).contains(&k) => Ok(Body::Handshake(body)),
+        k if k == Kind::Publish as u8 => {
+            const SHORT: FrameError = FrameError::Bad("short header");
+            let flags = *rest.first().ok_or(SHORT)?;
+            let topic_len = usize::from(*rest.get(1).ok_or(SHORT)?);
+            let topic = rest.get(2..2 + topic_len).ok_or(SHORT)?;
+            if topic.is_empty() {
+                return Err(FrameError::Bad("empty topic"));
+            }
+            Ok(Body::Publish {
+                retain: flags & FLAG_RETAIN != 0,
+                topic,
+                payload: &rest[2 + topic_len..],
+            })
+        }
         _ => Err(FrameError::Bad("unknown frame kind")),
     }
 }
 
 const FLAG_REPLY: u8 = 1;
+const FLAG_RETAIN: u8 = 1;
 
 // Route header: mode u8, flags u8, session u32, target u32, then key u64 for Hash.
 fn parse_route(rest: &[u8]) -> Result<(Route, &[u8]), FrameError> {
@@ -326,9 +352,36 @@ pub fn push_routed(out: &mut Vec<u8>, session: u32, ids: impl Iterator<Item = u3
     finish(out, start)
 }
 
+/// Writes a `Publish` header after [`begin`] with `Kind::Publish`; the topic is at most 255 bytes.
+pub fn push_publish_header(out: &mut Vec<u8>, retain: bool, topic: &[u8]) {
+    debug_assert!(!topic.is_empty() && topic.len() <= 255);
+    out.push(if retain { FLAG_RETAIN } else { 0 });
+    out.push(topic.len() as u8);
+    out.extend_from_slice(topic);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_round_trip() {
+        let mut out = Vec::new();
+        let start = begin(&mut out, Kind::Publish);
+        push_publish_header(&mut out, true, b"scores");
+        out.extend_from_slice(b"\x91\x01");
+        finish(&mut out, start);
+        assert_eq!(
+            parse_body(body(&out)),
+            Ok(Body::Publish {
+                retain: true,
+                topic: b"scores",
+                payload: b"\x91\x01"
+            })
+        );
+        assert_eq!(parse_body(&[10, 0, 5, b'a']), Err(FrameError::Bad("short header")));
+        assert_eq!(parse_body(&[10, 0, 0]), Err(FrameError::Bad("empty topic")));
+    }
 
     fn body(frame: &[u8]) -> &[u8] {
         &frame[PREFIX_LEN..]

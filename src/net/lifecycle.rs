@@ -124,6 +124,7 @@ impl NetCore {
         }
         if let Some(manager) = self.managers.get_mut(mgr as usize) {
             manager.open = manager.open.saturating_sub(1);
+            manager.topics.forget(token);
         }
         self.calls.forget(token);
     }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::slots::Entry;
 use super::{DEFAULT_FRAME_TIMEOUT, DEFAULT_MAX_PENDING_INPUT, DEFAULT_PACKAGE_SIZE, NetCore, NetError, Token, calls};
 use crate::route::RouteTable;
+use crate::route::pubsub::Topics;
 
 /// Counters a script can read from its manager.
 #[derive(Default, Debug, Clone)]
@@ -33,11 +34,19 @@ pub struct Stats {
     pub auth_failed: u64,
     /// Links closed because TLS failed.
     pub tls_failed: u64,
+    /// Messages published through this router.
+    pub published: u64,
+    /// Published messages no subscriber heard.
+    pub published_unheard: u64,
+    /// Subscriptions refused (`too-many-subscriptions`, `too-many-topics`).
+    pub subscriptions_refused: u64,
+    /// Retained messages refused (`retained-full`, `too-many-topics`).
+    pub retain_refused: u64,
 }
 
 impl Manager {
     /// Every counter and gauge of the manager by name (`mgr.stats()`, metrics).
-    pub fn counters(&self) -> [(&'static str, u64); 16] {
+    pub fn counters(&self) -> [(&'static str, u64); 22] {
         let s = &self.stats;
         [
             ("forwarded", s.forwarded),
@@ -52,6 +61,12 @@ impl Manager {
             ("ids_refused", s.ids_refused),
             ("auth_failed", s.auth_failed),
             ("tls_failed", s.tls_failed),
+            ("published", s.published),
+            ("published_unheard", s.published_unheard),
+            ("subscriptions_refused", s.subscriptions_refused),
+            ("retain_refused", s.retain_refused),
+            ("topics", self.topics.len() as u64),
+            ("retained_bytes", self.topics.retained_bytes() as u64),
             ("open", self.open as u64),
             ("pending_input", self.pending_input as u64),
             ("tracked_calls", self.tracked_calls as u64),
@@ -125,6 +140,8 @@ pub struct Manager {
     pub pending_input: usize,
     /// Calls its streams made that the router tracks now.
     pub tracked_calls: usize,
+    /// Publish/subscribe topics.
+    pub topics: Topics,
 }
 
 impl NetCore {
@@ -139,6 +156,7 @@ impl NetCore {
             limits: Limits::default(),
             pending_input: 0,
             tracked_calls: 0,
+            topics: Topics::default(),
         });
         (self.managers.len() - 1) as u32
     }

@@ -13,6 +13,7 @@ mod forward;
 pub mod frame;
 mod lifecycle;
 mod manager;
+mod publish;
 pub mod resolver;
 pub mod secure;
 mod securing;

@@ -3,6 +3,7 @@
 //! Nodes are kept sorted by service id so every router that holds the same
 //! registrations picks the same node for a hash key and the same master.
 
+pub mod pubsub;
 pub mod service_id;
 
 use std::collections::HashMap;
@@ -29,12 +30,52 @@ pub enum RouteError {
     TooManyIds,
 }
 
+/// How a group picks the node for a hash key.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashMode {
+    /// `key % count` over the sorted nodes, walking past zero slots (the
+    /// seeds' rule): adding a node to n moves about n/(n+1) of the keys.
+    #[default]
+    Modulo,
+    /// Rendezvous (highest random weight) over the live nodes: each key goes
+    /// to the node whose `score(key, id)` is highest, so adding or removing
+    /// one of n nodes moves about 1/n of the keys, and only theirs.
+    Rendezvous,
+}
+
+impl HashMode {
+    /// The mode of a name scripts use ("modulo", "rendezvous").
+    pub fn from_name(name: &str) -> Option<HashMode> {
+        match name {
+            "modulo" => Some(HashMode::Modulo),
+            "rendezvous" => Some(HashMode::Rendezvous),
+            _ => None,
+        }
+    }
+}
+
+/// The rendezvous score of `key` on service `id` (docs/protocol.md section 5):
+/// splitmix64's finalizer over the key mixed with the mixed id.
+pub fn rendezvous_score(key: u64, id: u32) -> u64 {
+    mix64(key ^ mix64(u64::from(id)))
+}
+
+/// splitmix64's finalizer: a cheap, well-spread 64-bit mix.
+fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 #[derive(Default, Clone)]
 struct Group {
     /// Nodes sorted by service id.
     nodes: Vec<Node>,
     /// Explicit master token, 0 when none is set.
     master: Token,
+    /// How hash keys pick a node.
+    hash_mode: HashMode,
 }
 
 impl Group {
@@ -175,7 +216,19 @@ impl RouteTable {
         if group.nodes.is_empty() {
             return None;
         }
-        group.walk_from((key % group.nodes.len() as u64) as usize)
+        match group.hash_mode {
+            HashMode::Modulo => group.walk_from((key % group.nodes.len() as u64) as usize),
+            HashMode::Rendezvous => group.live().max_by_key(|&(id, _)| rendezvous_score(key, id)),
+        }
+    }
+
+    /// Sets how a group picks the node for a hash key; false for a bad group.
+    pub fn set_hash_mode(&mut self, group: u32, mode: HashMode) -> bool {
+        if !service_id::is_valid_group(i64::from(group)) {
+            return false;
+        }
+        self.groups[group as usize].hash_mode = mode;
+        true
     }
 
     /// A random live node.
@@ -323,6 +376,68 @@ mod tests {
         t.set(make(2, 3), Some(8));
         assert_eq!((t.ids_of(7), t.ids_of(8)), (0, 1));
         assert_eq!(t.set_limited(0, Some(7), 2), Err(RouteError::InvalidId));
+    }
+
+    #[test]
+    fn rendezvous_moves_about_one_key_in_n_and_only_the_changed_nodes_keys() {
+        let keys = 20_000u64;
+        let owners = |t: &RouteTable| -> Vec<u32> { (0..keys).map(|k| t.hash(7, hash_integer(k as i64 * 7919)).unwrap().0).collect() };
+        let mut table = RouteTable::new();
+        table.set_hash_mode(7, HashMode::Rendezvous);
+        for i in 1..=3 {
+            table.set(make(7, i), Some(u64::from(i)));
+        }
+        let before = owners(&table);
+        // Every node gets a fair share.
+        for i in 1..=3 {
+            let share = before.iter().filter(|&&id| id == make(7, i)).count() as f64 / keys as f64;
+            assert!((0.28..0.39).contains(&share), "node {i} has {share}");
+        }
+        table.set(make(7, 4), Some(4));
+        let after = owners(&table);
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count() as f64 / keys as f64;
+        assert!((0.20..0.30).contains(&moved), "adding a 4th node moved {moved} of the keys (want ~1/4)");
+        assert!(
+            before.iter().zip(&after).all(|(a, b)| a == b || *b == make(7, 4)),
+            "keys only move to the new node"
+        );
+        // Removing one of 4 moves only its own keys.
+        table.set(make(7, 2), None);
+        let removed = owners(&table);
+        assert!(after.iter().zip(&removed).all(|(a, b)| a == b || *a == make(7, 2)));
+        // Modulo, for comparison, moves about 3/4.
+        let mut modulo = RouteTable::new();
+        for i in 1..=3 {
+            modulo.set(make(7, i), Some(u64::from(i)));
+        }
+        let m_before = owners(&modulo);
+        modulo.set(make(7, 4), Some(4));
+        let m_moved = m_before.iter().zip(owners(&modulo)).filter(|(a, b)| **a != *b).count() as f64 / keys as f64;
+        assert!(m_moved > 0.6, "{m_moved}");
+    }
+
+    #[test]
+    fn rendezvous_is_the_same_on_every_router_and_skips_kept_slots() {
+        let mut a = RouteTable::new();
+        let mut b = RouteTable::new();
+        for t in [&mut a, &mut b] {
+            t.set_hash_mode(3, HashMode::Rendezvous);
+        }
+        for i in [5, 1, 9, 3] {
+            a.set(make(3, i), Some(u64::from(i)));
+        }
+        for i in [1, 3, 5, 9] {
+            b.set(make(3, i), Some(100 + u64::from(i)));
+        }
+        for key in 0..500 {
+            assert_eq!(a.hash(3, key).map(|n| n.0), b.hash(3, key).map(|n| n.0));
+        }
+        a.set(make(3, 5), Some(0)); // kept slot: never picked
+        assert!((0..500).all(|key| a.hash(3, key).map(|n| n.0) != Some(make(3, 5))));
+        assert_eq!(HashMode::from_name("rendezvous"), Some(HashMode::Rendezvous));
+        assert!(!a.set_hash_mode(0, HashMode::Modulo));
+        // The documented score (docs/protocol.md section 5).
+        assert_eq!(rendezvous_score(0, 0x0003_0001), mix64(mix64(0x0003_0001)));
     }
 
     #[test]
