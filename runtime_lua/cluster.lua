@@ -31,6 +31,7 @@ local luna = luna
 local log = luna.log
 local rpc = require("luna.rpc")
 local membership = require("luna.membership")
+local pubsub = require("luna.pubsub")
 
 local M = {}
 
@@ -183,22 +184,28 @@ end
 
 local on_router_message
 
--- A one-way message that carries a trace id: ("@trace", trace, msg, ...).
-local function on_traced_message(node, link, stream, trace, ...)
-    return luna.with_trace(trace, on_router_message, node, link, stream, ...)
+-- The router's control messages by name (one table lookup per message):
+-- handler(node, link, stream, ...).
+local CONTROL = {
+    ["@pong"] = function() end,
+    ["@registered"] = function(node, link, _, id) registered(node, link, id) end,
+    ["@refused"] = function(node, link, _, id, reason) refused(node, link, id, reason) end,
+    ["@unregistered"] = function(_, link, _, id)
+        if link.unregistering then link.unregistering[id] = nil end
+    end,
+    -- A one-way message that carries a trace id: ("@trace", trace, msg, ...).
+    ["@trace"] = function(node, link, stream, trace, ...)
+        return luna.with_trace(trace, on_router_message, node, link, stream, ...)
+    end,
+}
+for _, module in ipairs({ membership, pubsub }) do
+    for name, handler in pairs(module.messages) do CONTROL[name] = handler end
 end
 
--- A message from a router: control answers, membership, calls, else on_call.
+-- A message from a router: control messages, calls, handlers, else on_call.
 function on_router_message(node, link, stream, msg, ...)
-    if msg == "@pong" then return end
-    if msg == "@registered" then return registered(node, link, (...)) end
-    if msg == "@refused" then return refused(node, link, ...) end
-    if msg == "@unregistered" then
-        if link.unregistering then link.unregistering[(...)] = nil end
-        return
-    end
-    if msg == "@trace" then return on_traced_message(node, link, stream, ...) end
-    if membership.on_message(node, link, msg, ...) then return end
+    local control = CONTROL[msg]
+    if control then return control(node, link, stream, ...) end
     if rpc.dispatch(stream, node.handlers, node.id, msg, ...) then return end
     local handler = node.on_call
     if handler then
@@ -243,6 +250,7 @@ function connect(node, link)
         if node.draining then return end
         register_all(node, link)
         membership.link_up(node, link)
+        pubsub.link_up(node, link)
     end
     stream.on_call = function(msg, ...) return on_router_message(node, link, stream, msg, ...) end
     stream.on_call_failed = rpc.call_failed
@@ -574,6 +582,7 @@ function M.start(config)
     for _, field in ipairs(HOOKS) do node[field] = config[field] end
     if log.set_name then log.set_name(node.name) end
     membership.install(node)
+    pubsub.install(node)
     add_forwards(node)
     add_calls(node)
     add_lifecycle(node)

@@ -65,21 +65,21 @@ function M.link_up(node, link)
     if node.watching then link.stream.call("@watch_members") end
 end
 
---- The router's answers: `@members {ids}` and `@member id up`. True if handled.
-function M.on_message(node, link, msg, a, b)
-    if msg == "@members" then
+--- The router's membership messages, by name: handler(node, link, stream, ...).
+M.messages = {
+    -- The full list, the answer to `@watch_members`.
+    ["@members"] = function(node, link, _, ids)
         local set = {}
-        for _, id in ipairs(a or {}) do set[id] = true end
+        for _, id in ipairs(ids or {}) do set[id] = true end
         link.members = set
         if link == node.current then M.sync(node) end
-        return true
-    elseif msg == "@member" then
-        if link.members then link.members[a] = b and true or nil end
+    end,
+    -- One change.
+    ["@member"] = function(node, link, _, id, up)
+        if link.members then link.members[id] = up and true or nil end
         if link == node.current and link.members then M.sync(node) end
-        return true
-    end
-    return false
-end
+    end,
+}
 
 --- True when the view has somewhere to send `mode`/`target`.
 function M.has_route(node, mode, target)

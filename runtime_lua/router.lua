@@ -3,6 +3,7 @@
 -- As a script:   luna runtime_lua/router.lua --listen 127.0.0.1:7001 [--listen ...]
 --                    [--heartbeat-ms 1000] [--keep-slots] [--stats-ms N]
 --                    [--max-tracked-calls N] [--max-pending-input BYTES] [--frame-timeout-ms N] [--max-ids N]
+--                    [--hash-mode GROUP=modulo|rendezvous] [--max-subscriptions N] [--max-topics N] [--max-retained-bytes N]
 --                    [--secret-file PATH] [--handshake-timeout-ms N]
 --                    [--tls-cert PEM --tls-key PEM [--tls-ca PEM [--tls-require-client-cert]]]
 --                    [--redis HOST:PORT [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]]
@@ -141,6 +142,18 @@ local function link_gone(link, err)
 end
 
 -- One control message of a link.
+-- Subscribes the link to a topic (the core keeps the table and fans
+-- publishes out); a refusal is answered and logged once per topic.
+local function subscribe(link, topic)
+    local ok, err = link.router.mgr.subscribe(topic, link.stream.token)
+    if ok then return end
+    if link.refusals[topic] ~= err then
+        link.refusals[topic] = err
+        log.warn("router: refused a subscription to " .. tostring(topic) .. " from " .. link.peer .. ": " .. err)
+    end
+    link.stream.call("@subscribe_failed", topic, err)
+end
+
 local function on_link_message(link, msg, a, b)
     if msg == "@ping" then
         link.stream.call("@pong")
@@ -152,6 +165,10 @@ local function on_link_message(link, msg, a, b)
         set_master(link, a, b)
     elseif msg == "@watch_members" then
         watch_members(link)
+    elseif msg == "@subscribe" then
+        subscribe(link, a)
+    elseif msg == "@unsubscribe" then
+        link.router.mgr.unsubscribe(a, link.stream.token)
     else
         log.warn("router: unknown message " .. tostring(msg) .. " from " .. link.peer)
     end
@@ -174,7 +191,20 @@ local LIMITS = {
     max_pending_input = "set_max_pending_input",
     frame_timeout_ms = "set_frame_timeout",
     max_ids = "set_max_ids",
+    max_subscriptions = "set_max_subscriptions",
+    max_topics = "set_max_topics",
+    max_retained_bytes = "set_max_retained_bytes",
 }
+
+-- Per-group hash modes (`hash_modes = { [group] = "rendezvous" }`); every
+-- router of a cluster must be given the same ones.
+local function set_hash_modes(mgr, modes)
+    for group, mode in pairs(modes or {}) do
+        local ok, err, detail = mgr.set_hash_mode(group, mode)
+        if not ok then error("luna.router.start: hash mode of group " .. tostring(group) .. ": " .. err .. " " .. tostring(detail), 3) end
+        log.info("router: group " .. group .. " hashes keys by " .. mode)
+    end
+end
 
 -- Listens on every address; an address that cannot be opened is an error.
 local function open_listeners(router, listen, options)
@@ -233,6 +263,7 @@ function M.start(config)
             if not ok then error("luna.router.start: " .. field .. ": " .. err, 2) end
         end
     end
+    set_hash_modes(mgr, config.hash_modes)
     local router = {
         mgr = mgr, listeners = {}, config = config,
         owners = {}, -- service id -> token of the link that holds it
@@ -257,11 +288,14 @@ local NUMBER_FLAGS = {
     ["--max-tracked-calls"] = "max_tracked_calls", ["--max-pending-input"] = "max_pending_input",
     ["--frame-timeout-ms"] = "frame_timeout_ms", ["--max-ids"] = "max_ids",
     ["--handshake-timeout-ms"] = "handshake_timeout_ms",
+    ["--max-subscriptions"] = "max_subscriptions", ["--max-topics"] = "max_topics",
+    ["--max-retained-bytes"] = "max_retained_bytes",
 }
 local TEXT_FLAGS = { ["--redis"] = "redis", ["--prefix"] = "prefix", ["--name"] = "name", ["--secret-file"] = "secret_file" }
 local TLS_FLAGS = { ["--tls-cert"] = "cert", ["--tls-key"] = "key", ["--tls-ca"] = "ca" }
 local USAGE = "usage: --listen HOST:PORT [--listen ...] [--heartbeat-ms N] [--max-fd N] [--keep-slots] [--stats-ms N]"
     .. " [--max-tracked-calls N] [--max-pending-input BYTES] [--frame-timeout-ms N] [--max-ids N]"
+    .. " [--hash-mode GROUP=modulo|rendezvous] [--max-subscriptions N] [--max-topics N] [--max-retained-bytes N]"
     .. " [--secret-file PATH] [--handshake-timeout-ms N] [--tls-cert PEM --tls-key PEM [--tls-ca PEM] [--tls-require-client-cert]]"
     .. " [--redis HOST:PORT] [--redis-db N] [--prefix P] [--name NAME] [--ttl-ms N]"
 
@@ -297,6 +331,12 @@ function M.parse_args(args)
         elseif flag == "--redis-password" then
             log.warn("router: --redis-password shows the password to every user of `ps`: set LUNA_REDIS_PASSWORD instead")
             config.redis_password = value
+            i = i + 2
+        elseif flag == "--hash-mode" then
+            local group, mode = tostring(value):match("^(%d+)=(%a+)$")
+            if not group then error("router: --hash-mode needs GROUP=MODE, e.g. 2=rendezvous (" .. USAGE .. ")", 0) end
+            config.hash_modes = config.hash_modes or {}
+            config.hash_modes[tonumber(group)] = mode
             i = i + 2
         elseif flag == "--keep-slots" then
             config.keep_slots = true

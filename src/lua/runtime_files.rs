@@ -20,6 +20,7 @@ const FILES: &[(&str, &str)] = &[
     ("rpc", include_str!("../../runtime_lua/rpc.lua")),
     ("cluster", include_str!("../../runtime_lua/cluster.lua")),
     ("membership", include_str!("../../runtime_lua/membership.lua")),
+    ("pubsub", include_str!("../../runtime_lua/pubsub.lua")),
     ("router", include_str!("../../runtime_lua/router.lua")),
     ("redis", include_str!("../../runtime_lua/redis.lua")),
     ("lease", include_str!("../../runtime_lua/lease.lua")),
