@@ -245,9 +245,11 @@ end
 local function log_stats(mgr)
     local s = mgr.stats()
     log.info(string.format("router stats: forwarded=%d forward_failed=%d tracked_calls=%d open=%d bad_packages=%d"
-        .. " calls_refused=%d recv_buffer_full=%d frame_timeouts=%d ids_refused=%d pending_input=%d",
+        .. " calls_refused=%d recv_buffer_full=%d frame_timeouts=%d ids_refused=%d pending_input=%d"
+        .. " published=%d published_unheard=%d topics=%d",
         s.forwarded, s.forward_failed, s.tracked_calls, s.open, s.bad_packages,
-        s.calls_refused, s.recv_buffer_full, s.frame_timeouts, s.ids_refused, s.pending_input))
+        s.calls_refused, s.recv_buffer_full, s.frame_timeouts, s.ids_refused, s.pending_input,
+        s.published, s.published_unheard, s.topics))
 end
 
 --- Starts a router; returns a table with the manager, the listeners and the owners of ids.

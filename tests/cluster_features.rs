@@ -101,3 +101,93 @@ fn one_trace_id_follows_a_request_through_three_services() {
         );
     }
 }
+
+/// The owners of the 60 keys of hash_owners.lua, asked through router `via`.
+fn hash_owners(cluster: &Cluster, id: &str, via: usize) -> Vec<(String, String)> {
+    let mut client = cluster.start_client_with(id, "features/hash_owners.lua", &[("VIA", &via.to_string())]);
+    let mut owners: Vec<(String, String)> = (0..60)
+        .map(|_| {
+            let line = client.value("owner");
+            let (key, who) = line.split_once(' ').unwrap();
+            (key.to_string(), who.to_string())
+        })
+        .collect();
+    owners.sort_by_key(|(key, _)| key.parse::<u32>().unwrap());
+    owners
+}
+
+#[test]
+fn rendezvous_hashing_agrees_on_every_router_and_moves_about_one_key_in_n() {
+    let mut cluster = Cluster::new(
+        "features/service.lua",
+        "features/client_head.lua",
+        2,
+        &["--heartbeat-ms", "100", "--hash-mode", "2=rendezvous"],
+    );
+    for id in ["2.1", "2.2", "2.3"] {
+        cluster.start_service(id);
+    }
+    let first = hash_owners(&cluster, "9.4", 1);
+    assert_eq!(first, hash_owners(&cluster, "9.5", 2), "both routers pick the same node");
+    let used: std::collections::HashSet<&String> = first.iter().map(|(_, who)| who).collect();
+    assert_eq!(used.len(), 3, "{first:?}");
+    cluster.start_service("2.4");
+    let after = hash_owners(&cluster, "9.6", 1);
+    let moved: Vec<_> = first.iter().zip(&after).filter(|(a, b)| a.1 != b.1).collect();
+    assert!(
+        moved.iter().all(|(_, b)| b.1 == "2.4"),
+        "keys only move to the new node: {moved:?}"
+    );
+    assert!(
+        (5..=25).contains(&moved.len()),
+        "about a quarter of 60 keys move, not {} of them",
+        moved.len()
+    );
+}
+
+#[test]
+fn publish_subscribe_across_two_routers_with_retained_states() {
+    let mut cluster = Cluster::new(
+        "features/service.lua",
+        "features/client_head.lua",
+        2,
+        &["--heartbeat-ms", "100", "--stats-ms", "100"],
+    );
+    let mut subscriber = cluster.start_client("9.7", "features/subscriber.lua");
+    subscriber.expect("subscribed");
+    let mut publisher = cluster.start_client("9.8", "features/publisher.lua");
+    publisher.expect("published");
+    for i in 1..=3 {
+        subscriber.expect(&format!("news item {i}"));
+    }
+    subscriber.expect("score v1");
+    subscriber.expect("score v2");
+    subscriber.expect("tick ");
+    let news = lines(&subscriber, "news ");
+    assert_eq!(news.len(), 3, "each message once, though subscribed on two routers: {news:?}");
+    assert_eq!(lines(&subscriber, "score ").len(), 2, "each state once");
+
+    // A late subscriber gets the latest state first, once.
+    let mut late = cluster.start_client("9.9", "features/late.lua");
+    late.expect("late score v2");
+    assert!(!late.stdout().iter().any(|l| l == "late score v1"));
+
+    // Nobody heard one publish: counted by the router it went through.
+    eventually("an unheard publish counted", || {
+        cluster
+            .routers
+            .iter()
+            .any(|(router, _)| router.stderr().contains("published_unheard=1"))
+            .then_some(())
+    });
+
+    // The subscription survives the loss of a router.
+    let (mut router, _) = cluster.routers.remove(0);
+    router.signal(libc::SIGKILL);
+    router.wait_exit();
+    let ticks_then = lines(&subscriber, "tick ").len();
+    eventually("ticks after the router died", || {
+        (lines(&subscriber, "tick ").len() > ticks_then + 5).then_some(())
+    });
+    assert_eq!(lines(&late, "late score ").len(), 1, "{:?}", late.stdout());
+}

@@ -1,0 +1,2 @@
+-- Subscribes to the state topic after its states were published.
+node.subscribe("scores", function(value) print("late score " .. tostring(value)) end)
