@@ -240,6 +240,46 @@ function Manager.set_frame_timeout(ms) end
 ---@return string? detail
 function Manager.set_max_ids(n) end
 
+---Publish/subscribe (a router): the stream `token` gets every Publish frame on
+---`topic`, its retained message first.
+---@param topic string # 1 to 255 bytes
+---@param token integer # a stream's token
+---@return true? ok
+---@return "too-many-subscriptions"|"too-many-topics"|"invalid-param"? err
+---@return string? detail
+function Manager.subscribe(topic, token) end
+
+---Ends a subscription; true if there was one.
+---@param topic string
+---@param token integer
+---@return boolean
+function Manager.unsubscribe(topic, token) end
+
+---How a group picks the node for a hash key: `"modulo"` (`key % count`, the
+---default) or `"rendezvous"` (adding or removing one of n nodes moves about
+---1/n of the keys). Set it the same on every router.
+---@param group integer
+---@param mode "modulo"|"rendezvous"
+---@return true? ok
+---@return "invalid-param"? err
+---@return string? detail
+function Manager.set_hash_mode(group, mode) end
+
+---Topics one stream may subscribe to (default 4,096).
+---@param n integer
+---@return true? ok
+function Manager.set_max_subscriptions(n) end
+
+---Topics the manager keeps (default 65,536).
+---@param n integer
+---@return true? ok
+function Manager.set_max_topics(n) end
+
+---Bytes of retained messages the manager keeps (default 64 MiB).
+---@param bytes integer
+---@return true? ok
+function Manager.set_max_retained_bytes(bytes) end
+
 ---What listeners and streams share. Read-only fields; add your own freely.
 ---@class luna.Socket
 ---@field token integer # unique in the process; what `mgr.route` takes
@@ -356,6 +396,18 @@ function Stream.forward_broadcast(group, msg, ...) end
 ---@return luna.NetError|string? err
 ---@return string? detail
 function Stream.forward_hash(group, key, msg, ...) end
+
+---Publishes `msg, ...` on `topic` through the router at the other end: every
+---subscriber gets it (as `on_call(msg, ...)`); with `retain`, the router
+---keeps it for later subscribers.
+---@param topic string # 1 to 255 bytes
+---@param retain boolean
+---@param msg any
+---@param ... any
+---@return integer? bytes
+---@return luna.NetError|string? err
+---@return string? detail
+function Stream.publish(topic, retain, msg, ...) end
 
 ---A raw stream (`framing = "raw"`): bytes as they come, for text protocols.
 ---@class luna.RawStream: luna.StreamBase

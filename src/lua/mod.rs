@@ -7,6 +7,7 @@ mod host;
 mod introspect;
 mod objects;
 mod pass;
+mod pubsub_api;
 mod raw;
 mod runtime_files;
 mod security_options;

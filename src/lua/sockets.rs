@@ -9,12 +9,13 @@ use super::host::with_host;
 use super::introspect;
 use super::objects::{forget_object, push_listener, push_manager, push_stream};
 use super::pass;
+use super::pubsub_api;
 use super::raw::{integer_arg, push_fail, push_fail_detail, raw_field, str_arg, string_arg, upvalue_integer};
 use super::security_options::{Side, security_arg};
 use crate::codec::encode_args;
 use crate::codec::resp::encode_command;
 use crate::log;
-use crate::net::frame::{Kind, Mode, Route};
+use crate::net::frame::{Header, Kind, Mode, Route};
 use crate::net::{Framing, Limits, NetError, SendError, Token};
 use crate::route::{RouteError, hash_bytes, hash_integer, service_id};
 
@@ -45,6 +46,12 @@ pub const MANAGER_METHODS: Methods = &[
     (c"set_max_pending_input", mgr_set_max_pending_input),
     (c"set_frame_timeout", mgr_set_frame_timeout),
     (c"set_max_ids", mgr_set_max_ids),
+    (c"subscribe", pubsub_api::mgr_subscribe),
+    (c"unsubscribe", pubsub_api::mgr_unsubscribe),
+    (c"set_hash_mode", pubsub_api::mgr_set_hash_mode),
+    (c"set_max_subscriptions", pubsub_api::mgr_set_max_subscriptions),
+    (c"set_max_topics", pubsub_api::mgr_set_max_topics),
+    (c"set_max_retained_bytes", pubsub_api::mgr_set_max_retained_bytes),
 ];
 
 /// Methods of a listener table (upvalue: token).
@@ -81,6 +88,7 @@ pub const STREAM_METHODS: Methods = &[
     (c"forward_random", stream_forward_random),
     (c"forward_broadcast", stream_forward_broadcast),
     (c"forward_hash", stream_forward_hash),
+    (c"publish", pubsub_api::stream_publish),
     (c"_forward", stream_forward_tracked),
     (c"_cancel", stream_cancel),
 ];
@@ -443,8 +451,8 @@ thread_local! {
 
 /// How encoded bytes go out.
 enum Output<'a> {
-    /// As the payload of a luna frame of this kind (with a route header for forwards).
-    Frame(Kind, Option<&'a Route>),
+    /// As the payload of a luna frame of this kind, after this header.
+    Frame(Kind, Header<'a>),
     /// As they are (RESP commands).
     Bytes,
 }
@@ -483,7 +491,7 @@ fn encode_then_send<E>(
 const KEEP_ENCODED_CAPACITY: usize = 256 << 10;
 
 /// Queues the arguments from `first` on as one frame of `kind`.
-unsafe fn send_args(state: *mut lua_State, kind: Kind, route: Option<&Route>, first: c_int) -> c_int {
+pub(super) unsafe fn send_args(state: *mut lua_State, kind: Kind, header: Header, first: c_int) -> c_int {
     let token = token(state);
     unsafe {
         let last = ffi::lua_gettop(state);
@@ -491,7 +499,7 @@ unsafe fn send_args(state: *mut lua_State, kind: Kind, route: Option<&Route>, fi
             let why = format!("a message (argument #{first}) is required");
             return push_fail_detail(state, NetError::InvalidParam, &why);
         }
-        let result = encode_then_send(token, Output::Frame(kind, route), |out| {
+        let result = encode_then_send(token, Output::Frame(kind, header), |out| {
             encode_args(state, first, last, out)
         });
         push_send_result(state, result)
@@ -499,7 +507,7 @@ unsafe fn send_args(state: *mut lua_State, kind: Kind, route: Option<&Route>, fi
 }
 
 unsafe extern "C-unwind" fn stream_call(state: *mut lua_State) -> c_int {
-    unsafe { send_args(state, Kind::Call, None, 1) }
+    unsafe { send_args(state, Kind::Call, Header::None, 1) }
 }
 
 unsafe fn forward(state: *mut lua_State, mode: Mode, target: Option<u32>, key: u64, first: c_int) -> c_int {
@@ -518,7 +526,7 @@ unsafe fn forward(state: *mut lua_State, mode: Mode, target: Option<u32>, key: u
         session: 0,
         is_reply: false,
     };
-    unsafe { send_args(state, Kind::Forward, Some(&route), first) }
+    unsafe { send_args(state, Kind::Forward, Header::Route(&route), first) }
 }
 
 unsafe extern "C-unwind" fn stream_forward_target(state: *mut lua_State) -> c_int {
@@ -587,7 +595,7 @@ unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_i
             session,
             is_reply: ffi::lua_toboolean(state, 5) != 0,
         };
-        send_args(state, Kind::Forward, Some(&route), 6)
+        send_args(state, Kind::Forward, Header::Route(&route), 6)
     }
 }
 
@@ -599,7 +607,7 @@ unsafe extern "C-unwind" fn stream_cancel(state: *mut lua_State) -> c_int {
             return push_fail_detail(state, NetError::InvalidParam, "session (argument #1) must be a u32");
         };
         let result = with_host(|host| {
-            host.net.send_with(token, Kind::Cancel, None, |out| {
+            host.net.send_with(token, Kind::Cancel, Header::None, |out| {
                 out.extend_from_slice(&session.to_be_bytes());
                 Ok::<(), String>(())
             })

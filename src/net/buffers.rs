@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::NetError;
-use super::frame::{self, Kind, Route};
+use super::frame::{self, Header, Kind};
 use super::slots::index_of;
 use super::stream::{Flushed, State, Stream};
 use super::{EARLY_FLUSH, Framing, NetCore, NetTimer, READ_CHUNK, SendError, Token};
@@ -355,7 +355,7 @@ impl NetCore {
         &mut self,
         token: Token,
         kind: Kind,
-        route: Option<&Route>,
+        header: Header,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<usize, SendError<E>> {
         let Some((stream, manager)) = self.stream_and_manager(token) else {
@@ -367,9 +367,7 @@ impl NetCore {
         let package_size = manager.package_size;
         let out = stream.output_mut();
         let start = frame::begin(out, kind);
-        if let Some(route) = route {
-            frame::push_route(out, route);
-        }
+        header.push(out);
         let payload_start = out.len();
         if let Err(error) = write(out) {
             stream.discard_output(start);

@@ -352,6 +352,33 @@ pub fn push_routed(out: &mut Vec<u8>, session: u32, ids: impl Iterator<Item = u3
     finish(out, start)
 }
 
+/// What follows a frame's kind byte, before its payload.
+#[derive(Clone, Copy, Debug)]
+pub enum Header<'a> {
+    /// Nothing (Call, Deliver, Cancel...).
+    None,
+    /// A route header (Forward).
+    Route(&'a Route),
+    /// A publish header (Publish): retain flag and topic.
+    Publish {
+        /// Keep it for later subscribers.
+        retain: bool,
+        /// The topic (1 to 255 bytes).
+        topic: &'a [u8],
+    },
+}
+
+impl Header<'_> {
+    /// Appends the header's bytes.
+    pub fn push(self, out: &mut Vec<u8>) {
+        match self {
+            Header::None => {}
+            Header::Route(route) => push_route(out, route),
+            Header::Publish { retain, topic } => push_publish_header(out, retain, topic),
+        }
+    }
+}
+
 /// Writes a `Publish` header after [`begin`] with `Kind::Publish`; the topic is at most 255 bytes.
 pub fn push_publish_header(out: &mut Vec<u8>, retain: bool, topic: &[u8]) {
     debug_assert!(!topic.is_empty() && topic.len() <= 255);

@@ -2,7 +2,7 @@
 //! subscriber of its topic as a `Deliver` frame, untouched; a retained one is
 //! also kept for subscribers that come later (`crate::route::pubsub`).
 
-use super::frame::Kind;
+use super::frame::{Header, Kind};
 use super::{NetCore, NetError, SendError, Token};
 use crate::log;
 use crate::route::pubsub::PubSubError;
@@ -65,7 +65,7 @@ impl NetCore {
 
     /// Queues `payload` on a stream as a `Deliver` frame.
     pub(super) fn deliver_payload(&mut self, receiver: Token, payload: &[u8]) -> Result<usize, NetError> {
-        self.send_with(receiver, Kind::Deliver, None, |out| {
+        self.send_with(receiver, Kind::Deliver, Header::None, |out| {
             out.extend_from_slice(payload);
             Ok::<(), ()>(())
         })

@@ -381,7 +381,11 @@ mod tests {
     #[test]
     fn rendezvous_moves_about_one_key_in_n_and_only_the_changed_nodes_keys() {
         let keys = 20_000u64;
-        let owners = |t: &RouteTable| -> Vec<u32> { (0..keys).map(|k| t.hash(7, hash_integer(k as i64 * 7919)).unwrap().0).collect() };
+        let owners = |t: &RouteTable| -> Vec<u32> {
+            (0..keys)
+                .map(|k| t.hash(7, hash_integer(k as i64 * 7919)).unwrap().0)
+                .collect()
+        };
         let mut table = RouteTable::new();
         table.set_hash_mode(7, HashMode::Rendezvous);
         for i in 1..=3 {
@@ -396,7 +400,10 @@ mod tests {
         table.set(make(7, 4), Some(4));
         let after = owners(&table);
         let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count() as f64 / keys as f64;
-        assert!((0.20..0.30).contains(&moved), "adding a 4th node moved {moved} of the keys (want ~1/4)");
+        assert!(
+            (0.20..0.30).contains(&moved),
+            "adding a 4th node moved {moved} of the keys (want ~1/4)"
+        );
         assert!(
             before.iter().zip(&after).all(|(a, b)| a == b || *b == make(7, 4)),
             "keys only move to the new node"

@@ -157,7 +157,11 @@ impl Topics {
     /// Keeps `payload` as the topic's retained message (replacing the last one).
     pub fn retain(&mut self, topic: &[u8], payload: &[u8]) -> Result<(), PubSubError> {
         check_topic(topic)?;
-        let old = self.topics.get(topic).and_then(|t| t.retained.as_ref()).map_or(0, Vec::len);
+        let old = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.retained.as_ref())
+            .map_or(0, Vec::len);
         if self.retained_bytes - old + payload.len() > self.limits.max_retained_bytes {
             return Err(PubSubError::RetainedFull);
         }

@@ -119,6 +119,9 @@ function Calls.call_broadcast(group, method, ...) end
 ---@field private view table<integer, true> # ids live on the router in use, as announced
 ---@field private group_counts table<integer, integer> # live ids per group in `view`
 ---@field private member_listeners fun(id: integer, up: boolean)[]
+---@field private subscriptions table<string, function> # topic -> what runs its messages
+---@field private states_seen table<string, table<integer, integer>> # topic -> publisher -> last sequence
+---@field private state_seq integer # sequence of this node's states
 ---@field private current? luna.cluster.Link
 ---@field private warned_no_router? boolean
 ---@field private draining? boolean
@@ -226,6 +229,33 @@ function Node.on_member(fn) end
 ---(start-up ordering); 0 or nil: fail at once with `no-route` (the default).
 ---@param ms? integer
 function Node.wait_for_route(ms) end
+
+---Calls `fn(...)` (in a coroutine) for every message published on `topic`;
+---a retained state comes first. Made on every router, so it survives a
+---router switch.
+---@param topic string # 1 to 255 bytes
+---@param fn fun(...: any)
+function Node.subscribe(topic, fn) end
+
+---Stops hearing `topic`.
+---@param topic string
+function Node.unsubscribe(topic) end
+
+---Sends `...` to every subscriber of `topic`, once each (through the router
+---in use). A topic nobody hears is counted by the router, not an error.
+---@param topic string
+---@param ... any
+---@return integer? bytes
+---@return luna.NetError|string? err
+function Node.publish(topic, ...) end
+
+---Publishes a state: every router keeps the latest for later subscribers;
+---subscribers drop copies and older states. Returns how many routers took it.
+---@param topic string
+---@param ... any
+---@return integer? routers
+---@return luna.NetError|string? err
+function Node.publish_state(topic, ...) end
 
 ---Makes this node (or its id `id`) master of its group on every router, now and on reconnects.
 ---@param id? luna.ServiceId
