@@ -12,4 +12,5 @@ pub mod lua;
 pub mod net;
 pub mod pid_file;
 pub mod route;
+pub mod rpc;
 pub mod runtime;
