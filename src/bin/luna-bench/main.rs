@@ -247,7 +247,7 @@ fn print_table(rows: &[(Figure, Option<String>)]) {
             figure.name, value, figure.unit, baseline, ratio, note
         );
     }
-    println!("ratio = value / baseline (throughput: higher is better; ns/op: lower is better)");
+    println!("ratio = value / baseline (throughput: higher is better; ns/op and ms: lower is better)");
 }
 
 /// `nproc` and the CPU model.
