@@ -1,4 +1,4 @@
--- luna-bench: loop latency while the log pipe is blocked (W9.blocked).
+-- luna-bench: loop latency while the log pipe is blocked (W10.blocked).
 -- args: warmup_ms duration_ms lines_per_ms.
 -- Every 1 ms a timer logs `lines_per_ms` info lines (to stderr, which the
 -- bench never reads; with --log-level error they are filtered out: the

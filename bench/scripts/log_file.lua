@@ -1,4 +1,4 @@
--- luna-bench: logging into a file (W9.file). args: count.
+-- luna-bench: logging into a file (W10.file). args: count.
 -- Run with --log-file. Prints "start", logs `count` lines like
 -- "bench line <i> user=42 action=login ok" as fast as it can, prints
 -- "logged <count> <ns> <dropped>" and quits (the lines are flushed on exit).

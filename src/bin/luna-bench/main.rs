@@ -1,6 +1,6 @@
 //! `luna-bench`: the luna benchmark suite.
 //!
-//!     cargo run --release --bin luna-bench                # full run (< 3 min)
+//!     cargo run --release --bin luna-bench                # full run (< 4 min)
 //!     cargo run --release --bin luna-bench -- --quick     # smoke run
 //!     cargo run --release --bin luna-bench -- W1 W3       # some workloads
 //!
@@ -14,6 +14,7 @@
 
 mod baseline;
 mod certs;
+mod cluster;
 mod codec;
 mod proc;
 mod workloads;
@@ -26,19 +27,23 @@ use proc::{LunaExe, Pinning, TempDir};
 use workloads::{Ctx, Figure, fmt_num};
 
 const USAGE: &str = "\
-usage: luna-bench [--quick] [--luna PATH] [W1 W2 ... W9]
+usage: luna-bench [--quick] [--luna PATH] [W1 W2 ... W10]
 
   --quick      a fraction of a second per workload (smoke run)
   --luna PATH  the luna binary to bench (default: `luna` next to luna-bench)
-  W1..W9       workloads to run (default: all)
+  W1..W10      workloads to run (default: all)
 
   W1 ping-pong, W2 pipelined (also .secret and .tls: links secured vs plain),
-  W3 routed (also .secret and .tls), W4 broadcast, W5 RPC,
+  W3 routed (also .secret, .tls, and .trace: trace ids on vs off),
+  W4 broadcast (also .publish: publish fan-out vs forward_broadcast),
+  W5 RPC (also .routed: calls through a router vs direct),
   W6 memory per idle connection, W7 codec, W8 hot reload latency,
-  W9 logging (lines/s into a file, loop latency with a blocked log pipe).
+  W9 a router with 1,000 services (forwards, broadcast, re-registration
+  after a restart, memory per id), W10 logging (lines/s into a file,
+  loop latency with a blocked log pipe).
   Output: `BENCH <workload> <value> <unit> [baseline=<v> ratio=<value/baseline>]`.";
 
-const ALL: [&str; 9] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"];
+const ALL: [&str; 10] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -123,7 +128,8 @@ fn run(args: Vec<String>) -> Result<bool> {
     if selected.is_empty() {
         selected = ALL.to_vec();
     }
-    selected.sort();
+    // In the order of ALL (W10 after W9).
+    selected.sort_by_key(|w| ALL.iter().position(|a| a == w));
 
     proc::install_signal_cleanup()?;
     let (luna, note) = match luna_path {
@@ -174,12 +180,13 @@ fn run(args: Vec<String>) -> Result<bool> {
             "W1" => workloads::w1(&mut ctx),
             "W2" => workloads::w2(&mut ctx),
             "W3" => workloads::w3(&mut ctx),
-            "W4" => workloads::w4(&ctx),
+            "W4" => workloads::w4(&mut ctx),
             "W5" => workloads::w5(&mut ctx),
             "W6" => workloads::w6(&ctx),
             "W7" => workloads::w7(&ctx),
             "W8" => workloads::w8(&ctx),
-            _ => workloads::w9(&mut ctx),
+            "W9" => cluster::w9(&mut ctx),
+            _ => workloads::w10(&mut ctx),
         };
         match result {
             Ok(figures) => {
@@ -240,7 +247,7 @@ fn print_table(rows: &[(Figure, Option<String>)]) {
             figure.name, value, figure.unit, baseline, ratio, note
         );
     }
-    println!("ratio = value / baseline (throughput: higher is better; ns/op: lower is better)");
+    println!("ratio = value / baseline (throughput: higher is better; ns/op and ms: lower is better)");
 }
 
 /// `nproc` and the CPU model.

@@ -1,4 +1,5 @@
-//! The workloads W1..W9: each starts its processes, measures, and returns
+//! The workloads W1..W8 and W10 (W9 and the luna.cluster figures are in
+//! cluster.rs): each starts its processes, measures, and returns
 //! its figures. Every process is a [`Proc`], killed when it goes out of scope.
 
 use std::cell::Cell;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cluster;
 use crate::codec;
 use crate::proc::{LunaExe, Pinning, Proc, TempDir, rss_bytes};
 
@@ -70,6 +72,10 @@ const RPC_CLIENT: &str = include_str!("../../../bench/scripts/rpc_client.lua");
 const COMMON: &str = include_str!("../../../bench/scripts/common.lua");
 const LOG_FILE: &str = include_str!("../../../bench/scripts/log_file.lua");
 const LOG_BLOCKED: &str = include_str!("../../../bench/scripts/log_blocked.lua");
+const CLUSTER_ROUTER: &str = include_str!("../../../bench/scripts/cluster_router.lua");
+const CLUSTER_SERVICE: &str = include_str!("../../../bench/scripts/cluster_service.lua");
+const CLUSTER_CLIENT: &str = include_str!("../../../bench/scripts/cluster_client.lua");
+const FANOUT_SENDER: &str = include_str!("../../../bench/scripts/fanout_sender.lua");
 
 /// Service ids used by the routed workloads.
 const SERVICE_GROUP: u32 = 1;
@@ -136,13 +142,17 @@ impl Ctx {
             ("common.lua", COMMON),
             ("log_file.lua", LOG_FILE),
             ("log_blocked.lua", LOG_BLOCKED),
+            ("cluster_router.lua", CLUSTER_ROUTER),
+            ("cluster_service.lua", CLUSTER_SERVICE),
+            ("cluster_client.lua", CLUSTER_CLIENT),
+            ("fanout_sender.lua", FANOUT_SENDER),
         ] {
             self.dir.write(name, text)?;
         }
         Ok(())
     }
 
-    fn luna(&self, name: &str, script: &str, args: &[String], cpu: Option<usize>) -> Result<Proc> {
+    pub(crate) fn luna(&self, name: &str, script: &str, args: &[String], cpu: Option<usize>) -> Result<Proc> {
         let (program, full) = self.luna_command(&[], script, args);
         let env = match self.security.get() {
             Security::Plain => vec![],
@@ -186,11 +196,11 @@ impl Ctx {
         Proc::spawn(name, &self.me, args, cpu.map(|c| (c, self.pinning)), &self.dir.0)
     }
 
-    fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.warmup + self.duration + Duration::from_secs(15)
     }
 
-    fn ms(d: Duration) -> String {
+    pub(crate) fn ms(d: Duration) -> String {
         d.as_millis().max(1).to_string()
     }
 
@@ -232,7 +242,7 @@ impl Ctx {
     /// Measures `a` and `b` alternately (five half-length samples each, one
     /// with --quick) and returns their medians: a ratio of two figures taken
     /// a minute apart on a noisy machine says more about the machine.
-    fn alternate(
+    pub(crate) fn alternate(
         &mut self,
         mut a: impl FnMut(&Self) -> Result<f64>,
         mut b: impl FnMut(&Self) -> Result<f64>,
@@ -262,7 +272,7 @@ impl Ctx {
     }
 
     /// An RPC server and a client with `coroutines` callers; calls/s.
-    fn rpc_pair(&self, coroutines: usize, cpus: Option<(usize, usize)>) -> Result<f64> {
+    pub(crate) fn rpc_pair(&self, coroutines: usize, cpus: Option<(usize, usize)>) -> Result<f64> {
         let mut server = self.luna("luna rpc server", "rpc_server.lua", &[], cpus.map(|c| c.0))?;
         let port = parse_port(&server.expect("port", Duration::from_secs(10))?)?;
         let args = vec![
@@ -287,12 +297,12 @@ impl Ctx {
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-fn parse_port(text: &str) -> Result<u16> {
+pub(crate) fn parse_port(text: &str) -> Result<u16> {
     text.split_whitespace()
         .next()
         .and_then(|p| p.parse().ok())
@@ -307,7 +317,7 @@ fn parse_rate(text: &str) -> Result<f64> {
 }
 
 /// Fails when a process printed an `error` line or logged an error/warning.
-fn check_quiet(proc: &mut Proc) -> Result<()> {
+pub(crate) fn check_quiet(proc: &mut Proc) -> Result<()> {
     let lines: Vec<String> = proc.drain().into_iter().filter(|l| l.starts_with("error")).collect();
     let problems = proc.stderr_problems();
     if !lines.is_empty() || !problems.is_empty() {
@@ -413,6 +423,7 @@ pub fn w5(ctx: &mut Ctx) -> Result<Vec<Figure>> {
         Figure::new("W5.100", hundred, "calls/s")
             .baseline(w2)
             .note("100 coroutines in flight vs luna W2"),
+        cluster::w5_routed(ctx)?,
     ])
 }
 
@@ -457,6 +468,7 @@ pub fn w3(ctx: &mut Ctx) -> Result<Vec<Figure>> {
             "TLS 1.3 on all 3 links vs plaintext, measured alternately",
             routed_rate,
         )?,
+        cluster::w3_trace(ctx)?,
     ])
 }
 
@@ -495,8 +507,8 @@ fn relay_rate(ctx: &Ctx) -> Result<f64> {
 }
 
 /// W4: one sender, a router, 4 services; forward_broadcast; deliveries/s
-/// counted at the services.
-pub fn w4(ctx: &Ctx) -> Result<Vec<Figure>> {
+/// counted at the services. W4.publish: publish fan-out (cluster.rs).
+pub fn w4(ctx: &mut Ctx) -> Result<Vec<Figure>> {
     const SERVICES: u32 = 4;
     const WINDOW: u32 = 1000;
     let (mut router, port) = router(ctx)?;
@@ -539,10 +551,14 @@ pub fn w4(ctx: &Ctx) -> Result<Vec<Figure>> {
     for svc in &mut services {
         check_quiet(svc)?;
     }
-    Ok(vec![Figure::new("W4", total, "deliveries/s").note(format!(
-        "{SERVICES} services, window {WINDOW} messages; = {} broadcasts/s",
-        fmt_num(total / f64::from(SERVICES))
-    ))])
+    drop((sender, router, services));
+    Ok(vec![
+        Figure::new("W4", total, "deliveries/s").note(format!(
+            "{SERVICES} services, window {WINDOW} messages; = {} broadcasts/s",
+            fmt_num(total / f64::from(SERVICES))
+        )),
+        cluster::w4_publish(ctx)?,
+    ])
 }
 
 /// W6: idle connections to one luna process; RSS bytes per connection.
@@ -694,19 +710,19 @@ pub fn w8(ctx: &Ctx) -> Result<Vec<Figure>> {
     ])
 }
 
-/// Lines W9.file logs per run.
-fn w9_lines(ctx: &Ctx) -> u64 {
+/// Lines W10.file logs per run.
+fn w10_lines(ctx: &Ctx) -> u64 {
     if ctx.quick { 50_000 } else { 1_000_000 }
 }
 
-/// W9: logging. W9.file: lines/s a script logs into a `--log-file`, from
+/// W10: logging. W10.file: lines/s a script logs into a `--log-file`, from
 /// its first line until the process has exited (so the final flush is
 /// counted), against a plain Rust loop writing the same lines through a
-/// BufWriter; measured alternately. W9.blocked_p99: how late (p99) a 10 ms
+/// BufWriter; measured alternately. W10.blocked_p99: how late (p99) a 10 ms
 /// timer fires while the script logs 100 lines per ms into a stderr pipe
 /// that nobody reads, against the same script with those lines filtered out.
-pub fn w9(ctx: &mut Ctx) -> Result<Vec<Figure>> {
-    let lines = w9_lines(ctx);
+pub fn w10(ctx: &mut Ctx) -> Result<Vec<Figure>> {
+    let lines = w10_lines(ctx);
     let mut dropped = 0;
     let (luna, base) = ctx.alternate(
         |ctx| {
@@ -714,13 +730,13 @@ pub fn w9(ctx: &mut Ctx) -> Result<Vec<Figure>> {
             dropped += lost;
             Ok(rate)
         },
-        |ctx| rust_log_rate(ctx, w9_lines(ctx)),
+        |ctx| rust_log_rate(ctx, w10_lines(ctx)),
     )?;
     let mut note = format!("{lines} lines of about 70 bytes; baseline: Rust loop, BufWriter<File>");
     if dropped > 0 {
         note.push_str(&format!("; {dropped} lines dropped (queue full)"));
     }
-    let mut figures = vec![Figure::new("W9.file", luna, "lines/s").baseline(base).note(note)];
+    let mut figures = vec![Figure::new("W10.file", luna, "lines/s").baseline(base).note(note)];
 
     let per_ms = 100;
     let mut last = None;
@@ -733,8 +749,8 @@ pub fn w9(ctx: &mut Ctx) -> Result<Vec<Figure>> {
         },
         |ctx| blocked_latency(ctx, "error", per_ms).map(|r| r.p99),
     )?;
-    let last = last.context("no W9.blocked run")?;
-    figures.push(Figure::new("W9.blocked_p99", on, "ms").baseline(off).note(format!(
+    let last = last.context("no W10.blocked run")?;
+    figures.push(Figure::new("W10.blocked_p99", on, "ms").baseline(off).note(format!(
         "10 ms timer lateness, logging {per_ms} lines/ms into an unread stderr pipe; baseline: logging off; \
          last run: p50 {:.2} ms, max {:.2} ms, {} of {} lines dropped",
         last.p50, last.max, last.dropped, last.attempted
@@ -744,8 +760,8 @@ pub fn w9(ctx: &mut Ctx) -> Result<Vec<Figure>> {
 
 /// One run of log_file.lua: (lines/s, lines dropped).
 fn log_file_rate(ctx: &Ctx) -> Result<(f64, u64)> {
-    let lines = w9_lines(ctx);
-    let path = ctx.dir.0.join("w9.log");
+    let lines = w10_lines(ctx);
+    let path = ctx.dir.0.join("w10.log");
     let _ = std::fs::remove_file(&path);
     let log_file = path.display().to_string();
     let (program, full) = ctx.luna_command(&["--log-file", &log_file], "log_file.lua", &[lines.to_string()]);
@@ -780,7 +796,7 @@ fn log_file_rate(ctx: &Ctx) -> Result<(f64, u64)> {
 fn rust_log_rate(ctx: &Ctx, lines: u64) -> Result<f64> {
     use luna::log::{Format, Level, format_line};
     use std::io::Write;
-    let path = ctx.dir.0.join("w9-baseline.log");
+    let path = ctx.dir.0.join("w10-baseline.log");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
     let started = Instant::now();
     let mut line = Vec::new();
