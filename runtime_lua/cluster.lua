@@ -30,6 +30,8 @@
 local luna = luna
 local log = luna.log
 local rpc = require("luna.rpc")
+local traces = require("luna.trace").by_coroutine
+local current_coroutine = coroutine.running
 local membership = require("luna.membership")
 local pubsub = require("luna.pubsub")
 
@@ -194,8 +196,14 @@ local CONTROL = {
         if link.unregistering then link.unregistering[id] = nil end
     end,
     -- A one-way message that carries a trace id: ("@trace", trace, msg, ...).
+    -- (Not luna.with_trace: a message has no results to keep, so no table.)
     ["@trace"] = function(node, link, stream, trace, ...)
-        return luna.with_trace(trace, on_router_message, node, link, stream, ...)
+        local co = current_coroutine()
+        local previous = traces[co]
+        traces[co] = trace
+        local ok, err = pcall(on_router_message, node, link, stream, ...)
+        traces[co] = previous
+        if not ok then error(err, 0) end
     end,
 }
 for _, module in ipairs({ membership, pubsub }) do

@@ -128,7 +128,11 @@ fn rendezvous_hashing_agrees_on_every_router_and_moves_about_one_key_in_n() {
         cluster.start_service(id);
     }
     let first = hash_owners(&cluster, "9.4", 1);
-    assert_eq!(first, hash_owners(&cluster, "9.5", 2), "both routers pick the same node");
+    assert_eq!(
+        first,
+        hash_owners(&cluster, "9.5", 2),
+        "both routers pick the same node"
+    );
     let used: std::collections::HashSet<&String> = first.iter().map(|(_, who)| who).collect();
     assert_eq!(used.len(), 3, "{first:?}");
     cluster.start_service("2.4");
@@ -164,7 +168,11 @@ fn publish_subscribe_across_two_routers_with_retained_states() {
     subscriber.expect("score v2");
     subscriber.expect("tick ");
     let news = lines(&subscriber, "news ");
-    assert_eq!(news.len(), 3, "each message once, though subscribed on two routers: {news:?}");
+    assert_eq!(
+        news.len(),
+        3,
+        "each message once, though subscribed on two routers: {news:?}"
+    );
     assert_eq!(lines(&subscriber, "score ").len(), 2, "each state once");
 
     // A late subscriber gets the latest state first, once.

@@ -241,15 +241,15 @@ impl RouteTable {
         self.groups[group as usize].walk_from(pick)
     }
 
-    /// Every live stream of a group, once each (a stream may hold several ids).
+    /// Every live stream of a group, once each (a stream may hold several
+    /// ids: it gets the first of them, in id order).
     pub fn broadcast(&self, group: u32) -> Vec<Node> {
-        let mut nodes: Vec<Node> = Vec::new();
-        for node in self.group(group).into_iter().flat_map(Group::live) {
-            if !nodes.iter().any(|&(_, token)| token == node.1) {
-                nodes.push(node);
-            }
-        }
-        nodes
+        let mut seen = std::collections::HashSet::new();
+        self.group(group)
+            .into_iter()
+            .flat_map(Group::live)
+            .filter(|&(_, token)| seen.insert(token))
+            .collect()
     }
 
     /// The nodes of a group in order.

@@ -205,6 +205,9 @@ mod tests {
         assert_eq!(lost, expected);
         assert_eq!(calls.len(), 1);
         assert!(calls.is_pending(on_b));
-        assert_eq!(calls.take_expired(deadline + Duration::from_secs(1)).map(|(s, _)| s), Some(on_b));
+        assert_eq!(
+            calls.take_expired(deadline + Duration::from_secs(1)).map(|(s, _)| s),
+            Some(on_b)
+        );
     }
 }
