@@ -55,13 +55,19 @@ end
 -- its router, stream, peer address, the ids it holds and the refusals
 -- logged for it.
 
--- Refuses a registration; logged once per id and reason (a refused node retries).
-local function refuse(link, id, reason)
-    if link.refusals[id] ~= reason then
-        link.refusals[id] = reason
-        log.warn("router: refused " .. name_of(id) .. " from " .. link.peer .. ": " .. reason)
+-- Logs a refusal once per subject and reason (a refused node retries), then
+-- answers it with `reply`.
+local function refuse_once(link, subject, what, reason, reply)
+    if link.refusals[subject] ~= reason then
+        link.refusals[subject] = reason
+        log.warn("router: refused " .. what .. " from " .. link.peer .. ": " .. reason)
     end
-    link.stream.call("@refused", id, reason)
+    link.stream.call(reply, subject, reason)
+end
+
+-- Refuses a registration.
+local function refuse(link, id, reason)
+    refuse_once(link, id, name_of(id), reason, "@refused")
 end
 
 -- @register id is_master: routes the id to this link unless another live link holds it.
@@ -147,11 +153,7 @@ end
 local function subscribe(link, topic)
     local ok, err = link.router.mgr.subscribe(topic, link.stream.token)
     if ok then return end
-    if link.refusals[topic] ~= err then
-        link.refusals[topic] = err
-        log.warn("router: refused a subscription to " .. tostring(topic) .. " from " .. link.peer .. ": " .. err)
-    end
-    link.stream.call("@subscribe_failed", topic, err)
+    refuse_once(link, topic, "a subscription to " .. tostring(topic), err, "@subscribe_failed")
 end
 
 local function on_link_message(link, msg, a, b)

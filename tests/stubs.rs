@@ -337,9 +337,9 @@ fn every_hook_and_socket_callback_has_a_stub() {
     let globals = stubs.names_of("_G");
     let missing: Vec<_> = hooks.iter().filter(|h| !globals.contains_key(*h)).collect();
     assert!(missing.is_empty(), "entry hooks without a global stub: {missing:?}");
-    // The callbacks the core calls on sockets (src/lua/pass.rs).
-    let pass = std::fs::read_to_string(root.join("src/lua/pass.rs")).expect("pass.rs");
-    let callbacks = names_after(&pass, "c\"on_", Some('"'));
+    // The callbacks the core calls on sockets (src/lua/dispatch.rs).
+    let dispatch = std::fs::read_to_string(root.join("src/lua/dispatch.rs")).expect("dispatch.rs");
+    let callbacks = names_after(&dispatch, "c\"on_", Some('"'));
     assert!(
         callbacks.contains("call") && callbacks.contains("accept"),
         "{callbacks:?}"

@@ -50,6 +50,8 @@ pub fn decode_bounded(payload: &[u8]) -> Result<Result<c_int, DecodeError>, Stri
 pub fn decode_bounded_on(lua: &Lua, payload: &[u8], allowance: usize) -> Result<Result<c_int, DecodeError>, String> {
     let mut outcome = None;
     let mut stack = (0, 0);
+    // SAFETY: with_memory_limit runs this in a protected call; it owns
+    // nothing and leaves the stack as it found it.
     let result = with_memory_limit(lua, allowance, |state| unsafe {
         let top = ffi::lua_gettop(state);
         let decoded = decode_args(state, payload);
@@ -150,6 +152,8 @@ pub const RESP_MAX_LEN: usize = 1 << 20;
 pub fn resp_bounded(lua: &Lua, bytes: &[u8], max_len: usize) -> (Result<Reply, String>, c_int) {
     let mut outcome = None;
     let mut pushed = 0;
+    // SAFETY: with_memory_limit runs this in a protected call; it owns
+    // nothing and leaves the stack as it found it.
     let result = with_memory_limit(lua, memory_allowance(bytes.len()), |state| unsafe {
         let top = ffi::lua_gettop(state);
         outcome = Some(resp::push_reply(state, bytes, max_len));

@@ -70,6 +70,11 @@ pub const MAX_BYTES_PER_INPUT_BYTE: usize = 128;
 /// messages.
 pub const MAX_FIXED_BYTES: usize = 4096;
 
+/// Pushes MessagePack values onto the Lua stack.
+///
+/// Invariant: only `decode_args` builds one, and only for the length of its
+/// call, so `state` keeps the stack contract of `lua::raw` for as long as a
+/// decoder lives (what makes the safe `enter` sound).
 struct Decoder<'a> {
     state: *mut lua_State,
     data: &'a [u8],
@@ -83,8 +88,11 @@ struct Decoder<'a> {
 /// how many were pushed. On error the stack is as it was.
 ///
 /// # Safety
-/// `state` must be a valid Lua state.
+/// The stack contract of `lua::raw` (a live state of this thread in a
+/// protected call, no host borrow). The decoder checks the stack for room
+/// itself.
 pub unsafe fn decode_args(state: *mut lua_State, data: &[u8]) -> Result<c_int, DecodeError> {
+    // SAFETY: `state` is live (the caller's promise); lua_gettop only reads it.
     let top = unsafe { ffi::lua_gettop(state) };
     let mut decoder = Decoder {
         state,
@@ -92,8 +100,10 @@ pub unsafe fn decode_args(state: *mut lua_State, data: &[u8]) -> Result<c_int, D
         pos: 0,
         claimed: 0,
     };
+    // SAFETY: the caller's contract, which the decoder's methods share.
     let result = unsafe { decoder.arguments() };
     if result.is_err() {
+        // SAFETY: `top` was the top before anything was pushed.
         unsafe { ffi::lua_settop(state, top) };
     }
     result
@@ -143,6 +153,10 @@ impl Decoder<'_> {
         self.data.len() - self.pos
     }
 
+    /// Pushes the message's arguments; returns how many.
+    ///
+    /// # Safety
+    /// The stack contract of `lua::raw` on `self.state` (as [`decode_args`]).
     unsafe fn arguments(&mut self) -> Result<c_int, DecodeError> {
         let marker = Marker::from_u8(self.u8()?);
         let count = match marker {
@@ -155,6 +169,8 @@ impl Decoder<'_> {
             return self.fail("too many arguments");
         }
         self.claim(count as usize)?;
+        // SAFETY: the contract; room for every argument is made before the
+        // first is pushed.
         unsafe {
             if ffi::lua_checkstack(self.state, count as c_int + 4) == 0 {
                 return self.fail("too many arguments");
@@ -179,11 +195,18 @@ impl Decoder<'_> {
         Ok(())
     }
 
+    /// Pushes one value (nested tables included).
+    ///
+    /// # Safety
+    /// The stack contract of `lua::raw` on `self.state`, with room for one
+    /// more value (tables make room for their own contents in `enter`).
     unsafe fn value(&mut self, depth: usize) -> Result<(), DecodeError> {
         let state = self.state;
         // Every call starts one element that `claim` counted.
         self.claimed -= 1;
         let marker = Marker::from_u8(self.u8()?);
+        // SAFETY: the contract leaves room for the one value pushed here;
+        // strings and tables are pushed by methods with the same contract.
         unsafe {
             match marker {
                 Marker::FixPos(v) => ffi::lua_pushinteger(state, i64::from(v)),
@@ -240,6 +263,10 @@ impl Decoder<'_> {
         Ok(())
     }
 
+    /// Pushes the next `len` bytes as a string.
+    ///
+    /// # Safety
+    /// As [`Self::value`].
     unsafe fn string(&mut self, len: usize) -> Result<(), DecodeError> {
         let state = self.state;
         // The elements still owed need bytes after the string's.
@@ -247,6 +274,7 @@ impl Decoder<'_> {
             return self.fail("truncated message");
         }
         let bytes = self.take(len)?;
+        // SAFETY: the contract leaves room for it; Lua copies the bytes.
         unsafe { ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len()) };
         Ok(())
     }
@@ -257,15 +285,23 @@ impl Decoder<'_> {
         }
         // Reject lengths the data cannot hold before allocating anything.
         self.claim(entries as usize * elements_per_entry)?;
+        // SAFETY: the decoder's invariant (a live state); lua_checkstack
+        // only grows the stack.
         if unsafe { ffi::lua_checkstack(self.state, 4) } == 0 {
             return self.fail("tables nested too deep");
         }
         Ok(())
     }
 
+    /// Pushes an array of `len` elements as a table.
+    ///
+    /// # Safety
+    /// As [`Self::value`].
     unsafe fn table_array(&mut self, len: u32, depth: usize) -> Result<(), DecodeError> {
         self.enter(depth, len, 1)?;
         let state = self.state;
+        // SAFETY: `enter` made room for the table and an element above it;
+        // each element is popped into the table by lua_rawseti.
         unsafe {
             ffi::lua_createtable(state, len.min(PREALLOCATE_MAX) as c_int, 0);
             for at in 1..=i64::from(len) {
@@ -276,9 +312,15 @@ impl Decoder<'_> {
         Ok(())
     }
 
+    /// Pushes a map of `len` entries as a table.
+    ///
+    /// # Safety
+    /// As [`Self::value`].
     unsafe fn table_map(&mut self, len: u32, depth: usize) -> Result<(), DecodeError> {
         self.enter(depth, len, 2)?;
         let state = self.state;
+        // SAFETY: `enter` made room for the table, a key and a value above
+        // it; each pair is popped into the table by lua_rawset.
         unsafe {
             ffi::lua_createtable(state, 0, len.min(PREALLOCATE_MAX) as c_int);
             for _ in 0..len {

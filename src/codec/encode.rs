@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use mlua::ffi::{self, lua_State};
 
-use super::MAX_DEPTH;
+use super::{MAX_DEPTH, with_string};
 
 /// One step of the path to the value being written, for error messages.
 enum Step {
@@ -15,6 +15,12 @@ enum Step {
     KeyAt(c_int),
 }
 
+/// Writes Lua values as MessagePack.
+///
+/// Invariant: only `encode_args` builds one, and only for the length of its
+/// call, so `state` keeps the stack contract of `lua::raw` for as long as an
+/// encoder lives; each `Step::KeyAt` of `path` names a key on the stack.
+/// That is what makes the safe `error` sound.
 struct Encoder<'a> {
     state: *mut lua_State,
     out: &'a mut Vec<u8>,
@@ -28,10 +34,12 @@ struct Encoder<'a> {
 /// is as it was, and the message names the value and where it is.
 ///
 /// # Safety
-/// `state` must be a valid Lua state with `first..=last` valid stack indices.
+/// The stack contract of `lua::raw` (a live state of this thread in a
+/// protected call, no host borrow), with `first..=last` valid stack indices.
 pub unsafe fn encode_args(state: *mut lua_State, first: c_int, last: c_int, out: &mut Vec<u8>) -> Result<(), String> {
     let count = (last - first + 1).max(0) as u32;
     write_array_header(out, count);
+    // SAFETY: `state` is live (the caller's promise); lua_gettop only reads it.
     let top = unsafe { ffi::lua_gettop(state) };
     let mut encoder = Encoder {
         state,
@@ -42,7 +50,9 @@ pub unsafe fn encode_args(state: *mut lua_State, first: c_int, last: c_int, out:
     };
     for index in first..=last {
         encoder.argument = index;
+        // SAFETY: the caller's contract; `index` is one of the valid indices.
         if let Err(error) = unsafe { encoder.value(index, 0) } {
+            // SAFETY: `top` was the top before the encoder pushed anything.
             unsafe { ffi::lua_settop(state, top) };
             return Err(error);
         }
@@ -51,8 +61,15 @@ pub unsafe fn encode_args(state: *mut lua_State, first: c_int, last: c_int, out:
 }
 
 impl Encoder<'_> {
+    /// Writes the value at `index`.
+    ///
+    /// # Safety
+    /// The stack contract of `lua::raw` on `self.state`, `index` valid.
     unsafe fn value(&mut self, index: c_int, depth: usize) -> Result<(), String> {
         let state = self.state;
+        // SAFETY: the contract; each accessor matches the type just checked
+        // (with_string gets a string), and a string's bytes are copied into
+        // `out` while it is on the stack.
         unsafe {
             match ffi::lua_type(state, index) {
                 ffi::LUA_TNIL => self.out.push(0xc0),
@@ -70,15 +87,13 @@ impl Encoder<'_> {
                         self.out.extend_from_slice(&value.to_bits().to_be_bytes());
                     }
                 }
-                ffi::LUA_TSTRING => {
-                    let mut len = 0usize;
-                    let ptr = ffi::lua_tolstring(state, index, &mut len);
-                    let bytes = std::slice::from_raw_parts(ptr.cast::<u8>(), len);
-                    let len = u32::try_from(len).map_err(|_| self.error("a string longer than 4 GiB"))?;
+                ffi::LUA_TSTRING => with_string(state, index, |bytes| {
+                    let len = u32::try_from(bytes.len()).map_err(|_| self.error("a string longer than 4 GiB"))?;
                     let text = bytes.is_ascii() || std::str::from_utf8(bytes).is_ok();
                     write_string_header(self.out, len, text);
                     self.out.extend_from_slice(bytes);
-                }
+                    Ok::<(), String>(())
+                })?,
                 ffi::LUA_TTABLE => self.table(index, depth + 1)?,
                 other => {
                     let name = CStr::from_ptr(ffi::lua_typename(state, other)).to_string_lossy();
@@ -89,11 +104,17 @@ impl Encoder<'_> {
         Ok(())
     }
 
+    /// Writes the table at `index`, as an array or a map.
+    ///
+    /// # Safety
+    /// As [`Self::value`], with a table at `index`.
     unsafe fn table(&mut self, index: c_int, depth: usize) -> Result<(), String> {
         let state = self.state;
         if depth > MAX_DEPTH {
             return Err(self.error(&format!("a table nested deeper than {MAX_DEPTH} levels")));
         }
+        // SAFETY: the contract; room for a traversal (key, value and one
+        // nested value) is made before it starts.
         unsafe {
             let identity = ffi::lua_topointer(state, index);
             if self.ancestors.contains(&identity) {
@@ -117,11 +138,17 @@ impl Encoder<'_> {
 
     /// A table with no border: a map, written in one traversal with its
     /// count patched in afterwards.
+    ///
+    /// # Safety
+    /// As [`Self::value`], with a table at the absolute index `index` and
+    /// room for a traversal.
     unsafe fn map_single_pass(&mut self, index: c_int, depth: usize) -> Result<(), String> {
         let state = self.state;
         let header_at = self.out.len();
         self.out.extend_from_slice(&[0; 5]);
         let mut pairs = 0u64;
+        // SAFETY: the contract; lua_next pushes a key and a value, `entry`
+        // pops the value, and the last lua_next pops the key.
         unsafe {
             ffi::lua_pushnil(state);
             while ffi::lua_next(state, index) != 0 {
@@ -142,8 +169,13 @@ impl Encoder<'_> {
     /// A table with a border n: an array when its keys are exactly 1..n
     /// (a border alone is not enough: {1, 2, nil, 4, [10] = x} has border 4
     /// and four pairs), else a map.
+    ///
+    /// # Safety
+    /// As [`Self::map_single_pass`].
     unsafe fn sequence_or_map(&mut self, index: c_int, sequence_len: usize, depth: usize) -> Result<(), String> {
         let state = self.state;
+        // SAFETY: the contract; each traversal pops what lua_next pushed, and
+        // each element pushed by lua_rawgeti is popped after it is written.
         unsafe {
             let mut pairs = 0usize;
             let mut in_sequence = 0usize;
@@ -182,8 +214,12 @@ impl Encoder<'_> {
     }
 
     /// Writes the key and value lua_next left on the stack and pops the value.
+    ///
+    /// # Safety
+    /// As [`Self::value`], with a key and a value from lua_next on top.
     unsafe fn entry(&mut self, depth: usize) -> Result<(), String> {
         let state = self.state;
+        // SAFETY: the key and value are on top (the caller's promise).
         unsafe {
             let key_at = ffi::lua_absindex(state, -2);
             self.path.push(Step::KeyAt(key_at));
@@ -201,6 +237,8 @@ impl Encoder<'_> {
         if !self.path.is_empty() {
             message.push_str(", at ");
             for step in &self.path {
+                // SAFETY: the encoder's invariant: a live state, and the
+                // path's keys on the stack.
                 unsafe { self.describe_step(step, &mut message) };
             }
         }
@@ -208,18 +246,23 @@ impl Encoder<'_> {
         message
     }
 
+    /// Writes one step of the path (`.name`, `[3]`, `["a b"]`).
+    ///
+    /// # Safety
+    /// The stack contract of `lua::raw` on `self.state`; a `KeyAt` step's
+    /// key is still at its index.
     unsafe fn describe_step(&self, step: &Step, out: &mut String) {
         let state = self.state;
         match *step {
             Step::Index(at) => {
                 let _ = write!(out, "[{at}]");
             }
+            // SAFETY: the key is at `at` (the caller's promise); a string key
+            // is copied while it is there, and type names are static strings.
             Step::KeyAt(at) => unsafe {
                 match ffi::lua_type(state, at) {
                     ffi::LUA_TSTRING => {
-                        let mut len = 0usize;
-                        let ptr = ffi::lua_tolstring(state, at, &mut len);
-                        let key = String::from_utf8_lossy(std::slice::from_raw_parts(ptr.cast::<u8>(), len));
+                        let key = with_string(state, at, |bytes| String::from_utf8_lossy(bytes).into_owned());
                         let plain = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                         if plain {

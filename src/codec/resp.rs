@@ -12,6 +12,8 @@ use std::io::Write as _;
 
 use mlua::ffi::{self, lua_State};
 
+use super::with_string;
+
 /// Deepest reply nesting accepted (arrays inside arrays).
 pub const MAX_REPLY_DEPTH: usize = 32;
 
@@ -26,7 +28,8 @@ const MAX_NUMBER_LINE: usize = 24;
 /// `out` is as it was.
 ///
 /// # Safety
-/// `state` must be a valid Lua state with `first..=last` valid stack indices.
+/// The stack contract of `lua::raw` (a live state of this thread in a
+/// protected call, no host borrow), with `first..=last` valid stack indices.
 pub unsafe fn encode_command(
     state: *mut lua_State,
     first: c_int,
@@ -36,14 +39,15 @@ pub unsafe fn encode_command(
     let start = out.len();
     let _ = write!(out, "*{}\r\n", (last - first + 1).max(0));
     for index in first..=last {
+        // SAFETY: `index` is valid (the caller's promise); each accessor
+        // matches the type just checked (with_string gets a string), and a
+        // string's bytes are copied while it is on the stack.
         unsafe {
             match ffi::lua_type(state, index) {
-                ffi::LUA_TSTRING => {
-                    let mut len = 0usize;
-                    let ptr = ffi::lua_tolstring(state, index, &mut len);
-                    let _ = write!(out, "${len}\r\n");
-                    out.extend_from_slice(std::slice::from_raw_parts(ptr.cast::<u8>(), len));
-                }
+                ffi::LUA_TSTRING => with_string(state, index, |bytes| {
+                    let _ = write!(out, "${}\r\n", bytes.len());
+                    out.extend_from_slice(bytes);
+                }),
                 ffi::LUA_TNUMBER => {
                     let text = if ffi::lua_isinteger(state, index) != 0 {
                         ffi::lua_tointegerx(state, index, std::ptr::null_mut()).to_string()
@@ -83,12 +87,15 @@ pub enum Reply {
 /// naming what was wrong; nothing is pushed then, nor when more bytes are needed.
 ///
 /// # Safety
-/// `state` must be a valid Lua state.
+/// The stack contract of `lua::raw` (a live state of this thread in a
+/// protected call, no host borrow). Room on the stack is checked here.
 pub unsafe fn push_reply(state: *mut lua_State, buf: &[u8], max_len: usize) -> Result<Reply, String> {
     let len = match parse(buf, max_len, &mut Check)? {
         Parsed::Complete(len) => len,
         Parsed::Incomplete => return Ok(Reply::Incomplete),
     };
+    // SAFETY: the caller's contract; room for the deepest reply is made
+    // before the `Push` sink (which relies on it) starts.
     unsafe {
         if ffi::lua_checkstack(state, MAX_REPLY_DEPTH as c_int + 4) == 0 {
             return Err("no room on the Lua stack for a reply".into());
@@ -149,6 +156,11 @@ impl Sink for Check {
 }
 
 /// Pushes the reply onto the Lua stack (only ever given a checked reply).
+///
+/// Invariant: only `push_reply` builds one, for the length of its call,
+/// after making room for [`MAX_REPLY_DEPTH`] tables and 4 more values, so
+/// `state` keeps the stack contract of `lua::raw` while a `Push` lives
+/// (what makes its safe `Sink` methods sound).
 struct Push {
     state: *mut lua_State,
     /// The reply is an error: `nil, message` is pushed already.
@@ -201,7 +213,12 @@ impl Sink for Push {
     }
 }
 
+/// Pushes bytes as a Lua string.
+///
+/// # Safety
+/// The stack contract of `lua::raw`, with room for one value.
 unsafe fn push_bytes(state: *mut lua_State, bytes: &[u8]) {
+    // SAFETY: the caller's contract; Lua copies the bytes.
     unsafe { ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len()) };
 }
 

@@ -14,7 +14,12 @@ fn with_state(f: impl FnOnce(*mut lua_State)) {
 }
 
 /// Runs a chunk that returns values onto the stack; returns how many.
+///
+/// # Safety
+/// `state` is the state `with_state` lends, with room for the chunk's results.
 unsafe fn push_chunk(state: *mut lua_State, code: &str) -> c_int {
+    // SAFETY: a live state in a protected call (the caller's promise); the
+    // code outlives the load, which copies it.
     unsafe {
         let top = ffi::lua_gettop(state);
         assert_eq!(
@@ -29,6 +34,8 @@ unsafe fn push_chunk(state: *mut lua_State, code: &str) -> c_int {
 fn encode_chunk(code: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut result = Ok(());
+    // SAFETY: the state `with_state` lends, in a protected call; the stack is
+    // left as found (checked where it matters).
     with_state(|state| unsafe {
         let count = push_chunk(state, code);
         let top = ffi::lua_gettop(state);
@@ -88,6 +95,8 @@ fn depth_limit_is_32_levels() {
 /// Decodes `bytes`; on success returns the values re-encoded.
 fn decode_then_encode(bytes: &[u8]) -> Result<Vec<u8>, super::DecodeError> {
     let mut result = Ok(Vec::new());
+    // SAFETY: the state `with_state` lends, in a protected call; the stack is
+    // left as found (checked where it matters).
     with_state(|state| unsafe {
         let top = ffi::lua_gettop(state);
         match decode_args(state, bytes) {
@@ -163,6 +172,8 @@ fn decoder_survives_random_and_mutated_input() {
         rng ^= rng << 17;
         rng
     };
+    // SAFETY: the state `with_state` lends, in a protected call; the stack is
+    // left as found (checked where it matters).
     with_state(|state| unsafe {
         let top = ffi::lua_gettop(state);
         for round in 0..20_000 {
@@ -312,6 +323,8 @@ fn memory_factor_of_every_shape() {
 /// `value, err` as `...`) on it; returns what the chunk returns.
 fn with_reply(reply: &[u8], check: &str) -> String {
     let mut text = String::new();
+    // SAFETY: the state `with_state` lends, in a protected call; the stack is
+    // left as found (checked where it matters).
     with_state(|state| unsafe {
         let top = ffi::lua_gettop(state);
         assert_eq!(
@@ -364,6 +377,8 @@ fn redis_replies_reach_lua_as_before() {
 fn command_of(code: &str) -> Result<Vec<u8>, String> {
     let mut out = b"kept".to_vec();
     let mut result = Ok(());
+    // SAFETY: the state `with_state` lends, in a protected call; the stack is
+    // left as found (checked where it matters).
     with_state(|state| unsafe {
         let count = push_chunk(state, code);
         let top = ffi::lua_gettop(state);

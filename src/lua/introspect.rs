@@ -12,7 +12,12 @@ use super::sockets::manager_index;
 use crate::net::{Manager, NetError};
 
 /// Sets `t[name] = value` on the table on top.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), with a table on top.
 unsafe fn set_number(state: *mut lua_State, name: &str, value: u64) {
+    // SAFETY: a table on top (the caller's promise); key and value are pushed
+    // above it and popped by lua_rawset.
     unsafe {
         push_str(state, name);
         ffi::lua_pushinteger(state, value.min(i64::MAX as u64) as i64);
@@ -20,7 +25,12 @@ unsafe fn set_number(state: *mut lua_State, name: &str, value: u64) {
     }
 }
 
+/// Pushes a table of counters.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
 unsafe fn push_counters(state: *mut lua_State, manager: &[(&'static str, u64)]) {
+    // SAFETY: the contract; the new table stays on top while it is filled.
     unsafe {
         ffi::lua_createtable(state, 0, manager.len() as c_int);
         for &(name, value) in manager {
@@ -34,10 +44,17 @@ fn counters_of(mgr: u32) -> Option<[(&'static str, u64); 22]> {
 }
 
 /// `mgr.stats()`: the manager's counters (forwarded, forward_failed, open...).
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)), as a manager method.
 pub unsafe extern "C-unwind" fn mgr_stats(state: *mut lua_State) -> c_int {
-    let Some(counters) = counters_of(manager_index(state)) else {
+    // SAFETY: Lua called this manager method.
+    let mgr = unsafe { manager_index(state) };
+    let Some(counters) = counters_of(mgr) else {
+        // SAFETY: the stack contract of a C function.
         return unsafe { push_fail(state, NetError::InvalidParam) };
     };
+    // SAFETY: the stack contract of a C function; the host borrow has ended.
     unsafe { push_counters(state, &counters) };
     1
 }
@@ -54,11 +71,16 @@ fn open_files() -> u64 {
 
 /// `luna.process_stats()`: { uptime_ms, timers, open_files, log_dropped,
 /// managers = { [index] = counters } } (indexes from 1).
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn process_stats(state: *mut lua_State) -> c_int {
     let (managers, timers) = with_host(|host| {
         let managers: Vec<_> = host.net.managers().iter().map(Manager::counters).collect();
         (managers, host.timers.len())
     });
+    // SAFETY: the stack contract of a C function, with no host borrow; the
+    // result and one inner table at a time are on top while they are filled.
     unsafe {
         ffi::lua_createtable(state, 0, 6);
         set_number(state, "uptime_ms", started().elapsed().as_millis() as u64);
@@ -77,8 +99,13 @@ pub unsafe extern "C-unwind" fn process_stats(state: *mut lua_State) -> c_int {
 
 /// `luna.connections()`: a list of { token, mgr, state, ip, port, bytes_in,
 /// bytes_out, unsent, age_ms } for every open listener and stream.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn connections(state: *mut lua_State) -> c_int {
     let list = with_host(|host| host.net.connections());
+    // SAFETY: the stack contract of a C function, with no host borrow; the
+    // list and one entry at a time are on top while they are filled.
     unsafe {
         ffi::lua_createtable(state, list.len() as c_int, 0);
         for (at, info) in list.iter().enumerate() {

@@ -1,18 +1,29 @@
 //! The Lua side of the host: the `luna` module, socket objects, the loop's
 //! callbacks into scripts, and the boot sequence that hands control to the
 //! runtime's `luna_entry`.
+//!
+//! `raw` holds the C API helpers and the stack contract every unsafe
+//! function here shares; `host` the loop's state and the host-borrow rule;
+//! `event_loop` runs a pass and `dispatch` makes the callbacks it causes;
+//! `sockets`/`objects` are the socket methods and tables, `core_api` and
+//! `introspect` the rest of the module's functions.
 
 mod core_api;
+mod dispatch;
+mod event_loop;
 mod host;
 mod introspect;
 mod objects;
-mod pass;
 mod pubsub_api;
 mod raw;
 mod runtime_files;
 mod security_options;
 mod sockets;
 mod stubs;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::{CString, c_int};
 use std::path::PathBuf;
@@ -20,14 +31,14 @@ use std::sync::Arc;
 
 use crate::runtime::poller::Poller;
 use mlua::ffi::{self, lua_State};
-use mlua::{Lua, LuaOptions, StdLib};
+use mlua::{Lua, LuaOptions, StdLib, Table};
 
 use crate::log;
 use crate::net::NetCore;
 use crate::runtime::timers::Timers;
 use crate::runtime::{signals, watcher::Watcher};
 use host::{Host, Refs};
-use raw::{lossy, make_ref, push_str, raw_field, set_raw_field, traceback};
+use raw::{lossy, make_ref, push_str, raw_field, traceback};
 
 /// What `luna entry.lua args...` runs.
 pub struct Options {
@@ -70,8 +81,12 @@ pub fn run(options: &Options) -> i32 {
     // SAFETY: the debug library is wanted (tracebacks, debug.traceback in scripts).
     let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::new()) };
     let mut status = 1;
-    // SAFETY: everything below follows the Lua C API stack discipline.
-    let outcome = unsafe { lua.exec_raw::<()>((), |state| status = run_entry(state, options)) };
+    let outcome = install_module(&lua, options).and_then(|()| {
+        // SAFETY: run_entry keeps the stack contract of raw.rs: the closure
+        // runs in a protected call on this thread's state, and the host is
+        // not borrowed.
+        unsafe { lua.exec_raw::<()>((), |state| status = run_entry(state, options)) }
+    });
     if let Err(error) = outcome {
         log::error(&format!("{error}"));
         status = 1;
@@ -98,6 +113,7 @@ fn boot_host() -> std::io::Result<Host> {
         watcher,
         quit,
         ready: Vec::new(),
+        unhandled_forward_errors: 0,
     })
 }
 
@@ -112,13 +128,22 @@ fn line_buffer_stdout() {
     }
 }
 
+/// Runs the runtime's `init` and then `luna_entry(entry, args...)`; returns the exit status.
+///
+/// # Safety
+/// The [stack contract](raw#safety), with the `luna` module installed.
 unsafe fn run_entry(state: *mut lua_State, options: &Options) -> c_int {
+    // SAFETY: the caller's contract; the handler, function and arguments go
+    // above `top`, which is restored, after a lua_checkstack for the arguments.
     unsafe {
-        install_module(state, options);
         if !run_runtime_init(state, options) {
             return 1;
         }
         let top = ffi::lua_gettop(state);
+        if ffi::lua_checkstack(state, 3 + options.args.len() as c_int) == 0 {
+            log::error("too many arguments for the Lua stack");
+            return 1;
+        }
         ffi::lua_pushcfunction(state, traceback);
         ffi::lua_getglobal(state, c"luna_entry".as_ptr());
         if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
@@ -154,8 +179,59 @@ unsafe fn run_entry(state: *mut lua_State, options: &Options) -> c_int {
     }
 }
 
-/// Creates the registry tables, the `luna` global and its aliases.
-unsafe fn install_module(state: *mut lua_State, options: &Options) {
+/// Creates the registry tables, the `luna` global and its aliases. Start-up
+/// only, so plain data goes through mlua's safe API; the C functions, the
+/// registry slots the hot paths read and the searcher closure go through
+/// the C API.
+fn install_module(lua: &Lua, options: &Options) -> mlua::Result<()> {
+    let luna = lua.create_table_with_capacity(0, 64)?;
+    // SAFETY: the closure runs in a protected call with `luna` as argument 1
+    // (on top) and keeps the stack contract; the host is not borrowed.
+    unsafe { lua.exec_raw::<()>(&luna, |state| install_core(state)) }?;
+    let args = lua.create_table_with_capacity(options.args.len(), 1)?;
+    args.raw_set(0, options.entry.as_str())?;
+    for (at, arg) in options.args.iter().enumerate() {
+        args.raw_set(at + 1, arg.as_str())?;
+    }
+    luna.raw_set("args", args)?;
+    let runtime_dir = options
+        .runtime_dir
+        .as_ref()
+        .map(|dir| dir.to_string_lossy().into_owned());
+    luna.raw_set("runtime_dir", runtime_dir)?;
+    // luna.options: what the command line asks the runtime to start.
+    let startup = lua.create_table_with_capacity(0, 2)?;
+    for (name, endpoint) in [("metrics", &options.metrics), ("console", &options.console)] {
+        if let Some(endpoint) = endpoint {
+            let table = lua.create_table_with_capacity(0, 2)?;
+            table.raw_set("host", endpoint.host.as_str())?;
+            table.raw_set("port", endpoint.port)?;
+            startup.raw_set(name, table)?;
+        }
+    }
+    startup.raw_set("module", options.module)?;
+    luna.raw_set("options", startup)?;
+    // For the default package.cpath: the distribution's Lua module directory is per architecture.
+    luna.raw_set("arch", std::env::consts::ARCH)?;
+
+    let package: Table = lua.globals().get("package")?;
+    let loaded: Table = package.get("loaded")?;
+    loaded.set("luna", &luna)?;
+    loaded.set("lbus", &luna)?;
+    let dir = options.runtime_dir.as_deref();
+    // SAFETY: the closure runs in a protected call with `package` as argument
+    // 1 (on top), as add_searcher needs, and keeps the stack contract.
+    unsafe { lua.exec_raw::<()>(&package, |state| runtime_files::add_searcher(state, dir)) }?;
+    lua.globals().set("luna", luna)
+}
+
+/// Creates the registry tables and adds the core functions to the table on top.
+///
+/// # Safety
+/// The [stack contract](raw#safety), with the `luna` table on top.
+unsafe fn install_core(state: *mut lua_State) {
+    // SAFETY: the caller's contract; each new table is popped into its
+    // registry slot, leaving `luna` on top for `register`.
     unsafe {
         let objects = objects::create_registry_table(state);
         ffi::lua_createtable(state, 0, 0);
@@ -163,59 +239,19 @@ unsafe fn install_module(state: *mut lua_State, options: &Options) {
         host::set_refs(Refs {
             objects,
             timers,
-            on_signal: ffi::LUA_REFNIL,
-            on_file_changed: ffi::LUA_REFNIL,
-            on_stream_closed: ffi::LUA_REFNIL,
+            ..Refs::NONE
         });
-
-        ffi::lua_createtable(state, 0, 64);
         core_api::register(state);
-        ffi::lua_createtable(state, options.args.len() as c_int, 1);
-        push_str(state, &options.entry);
-        ffi::lua_rawseti(state, -2, 0);
-        for (at, arg) in options.args.iter().enumerate() {
-            push_str(state, arg);
-            ffi::lua_rawseti(state, -2, at as i64 + 1);
-        }
-        set_raw_field(state, -2, c"args");
-        match &options.runtime_dir {
-            Some(dir) => push_str(state, &dir.to_string_lossy()),
-            None => ffi::lua_pushnil(state),
-        }
-        set_raw_field(state, -2, c"runtime_dir");
-        // luna.options: what the command line asks the runtime to start.
-        ffi::lua_createtable(state, 0, 2);
-        for (name, endpoint) in [(c"metrics", &options.metrics), (c"console", &options.console)] {
-            if let Some(endpoint) = endpoint {
-                ffi::lua_createtable(state, 0, 2);
-                push_str(state, &endpoint.host);
-                set_raw_field(state, -2, c"host");
-                ffi::lua_pushinteger(state, i64::from(endpoint.port));
-                set_raw_field(state, -2, c"port");
-                set_raw_field(state, -2, name);
-            }
-        }
-        ffi::lua_pushboolean(state, c_int::from(options.module));
-        set_raw_field(state, -2, c"module");
-        set_raw_field(state, -2, c"options");
-        // For the default package.cpath: the distribution's Lua module directory is per architecture.
-        push_str(state, std::env::consts::ARCH);
-        set_raw_field(state, -2, c"arch");
-
-        ffi::lua_getglobal(state, c"package".as_ptr());
-        ffi::lua_getfield(state, -1, c"loaded".as_ptr());
-        for name in [c"luna", c"lbus"] {
-            ffi::lua_pushvalue(state, -3);
-            ffi::lua_setfield(state, -2, name.as_ptr());
-        }
-        ffi::lua_pop(state, 1);
-        runtime_files::add_searcher(state, options.runtime_dir.as_deref());
-        ffi::lua_pop(state, 1);
-        ffi::lua_setglobal(state, c"luna".as_ptr());
     }
 }
 
+/// Runs the runtime's `init` module; false (logged) when it fails.
+///
+/// # Safety
+/// The [stack contract](raw#safety).
 unsafe fn run_runtime_init(state: *mut lua_State, options: &Options) -> bool {
+    // SAFETY: the caller's contract; the handler and the chunk (or its error)
+    // go above `top`, which is restored.
     unsafe {
         let top = ffi::lua_gettop(state);
         ffi::lua_pushcfunction(state, traceback);
@@ -241,7 +277,9 @@ pub fn check(files: &[String]) -> i32 {
             failed = true;
             continue;
         };
-        // SAFETY: loads one chunk and pops what it pushed.
+        // SAFETY: the closure runs in a protected call on a fresh state and
+        // pops what it pushed; the path outlives the call. luaL_loadfilex
+        // (not mlua's loader) so a `#!` line and its messages stay as Lua's.
         let result = unsafe {
             lua.exec_raw::<()>((), |state| {
                 if ffi::luaL_loadfilex(state, path.as_ptr(), c"t".as_ptr()) != ffi::LUA_OK {

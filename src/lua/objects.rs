@@ -18,7 +18,11 @@ use super::sockets;
 use crate::net::{Framing, Token};
 
 /// Creates the registry table of open sockets (token -> table); returns its slot.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
 pub unsafe fn create_registry_table(state: *mut lua_State) -> c_int {
+    // SAFETY: the contract; the new table is popped into its registry slot.
     unsafe {
         ffi::lua_createtable(state, 0, 0);
         super::raw::make_ref(state)
@@ -26,7 +30,12 @@ pub unsafe fn create_registry_table(state: *mut lua_State) -> c_int {
 }
 
 /// Makes the table on top findable by token until its socket closes.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), with the socket's table on top.
 unsafe fn register(state: *mut lua_State, token: Token) {
+    // SAFETY: a table on top (the caller's promise); the registry table and a
+    // copy of the object are pushed, set and popped, leaving the object on top.
     unsafe {
         push_ref(state, refs().objects);
         ffi::lua_pushvalue(state, -2);
@@ -36,7 +45,11 @@ unsafe fn register(state: *mut lua_State, token: Token) {
 }
 
 /// Pushes the table of a token, or nil once its socket closed; true if found.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
 pub unsafe fn push_object(state: *mut lua_State, token: Token) -> bool {
+    // SAFETY: the contract; two raw gets push two values, the first removed.
     unsafe {
         push_ref(state, refs().objects);
         let kind = ffi::lua_rawgeti(state, -1, token as i64);
@@ -46,7 +59,12 @@ pub unsafe fn push_object(state: *mut lua_State, token: Token) -> bool {
 }
 
 /// Drops the core's link to a closed socket's table (it may be collected now).
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
 pub unsafe fn forget_object(state: *mut lua_State, token: Token) {
+    // SAFETY: the contract; the registry table and a nil are pushed, the nil
+    // set by lua_rawseti and the table popped.
     unsafe {
         push_ref(state, refs().objects);
         ffi::lua_pushnil(state);
@@ -55,14 +73,24 @@ pub unsafe fn forget_object(state: *mut lua_State, token: Token) {
     }
 }
 
+/// Sets `t[name] = value` on the table on top.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), with a table on top.
 unsafe fn set_integer(state: *mut lua_State, name: &std::ffi::CStr, value: i64) {
+    // SAFETY: a table on top (the caller's promise), below the pushed value.
     unsafe {
         ffi::lua_pushinteger(state, value);
         set_raw_field(state, -2, name);
     }
 }
 
+/// Sets `t[name] = value` on the table on top.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), with a table on top.
 unsafe fn set_string(state: *mut lua_State, name: &std::ffi::CStr, value: &str) {
+    // SAFETY: a table on top (the caller's promise), below the pushed value.
     unsafe {
         push_str(state, value);
         set_raw_field(state, -2, name);
@@ -70,7 +98,11 @@ unsafe fn set_string(state: *mut lua_State, name: &std::ffi::CStr, value: &str) 
 }
 
 /// Pushes a new manager table.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
 pub unsafe fn push_manager(state: *mut lua_State, mgr: u32) {
+    // SAFETY: the contract; the new table stays on top while it is filled.
     unsafe {
         ffi::lua_createtable(state, 0, sockets::MANAGER_METHODS.len() as c_int);
         set_methods(state, sockets::MANAGER_METHODS, i64::from(mgr));
@@ -78,7 +110,11 @@ pub unsafe fn push_manager(state: *mut lua_State, mgr: u32) {
 }
 
 /// Pushes a new listener table.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
 pub unsafe fn push_listener(state: *mut lua_State, token: Token, ip: &str, port: u16) {
+    // SAFETY: the contract; the new table stays on top while it is filled.
     unsafe {
         ffi::lua_createtable(state, 0, 8);
         set_integer(state, c"token", token as i64);
@@ -90,12 +126,16 @@ pub unsafe fn push_listener(state: *mut lua_State, token: Token, ip: &str, port:
 }
 
 /// Pushes a new stream table (luna frames or Redis commands, by `framing`).
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
 pub unsafe fn push_stream(state: *mut lua_State, token: Token, ip: &str, port: u16, framing: Framing) {
     let methods = match framing {
         Framing::Luna => sockets::STREAM_METHODS,
         Framing::Resp => sockets::REDIS_METHODS,
         Framing::Raw => sockets::RAW_METHODS,
     };
+    // SAFETY: the contract; the new table stays on top while it is filled.
     unsafe {
         ffi::lua_createtable(state, 0, (methods.len() + 8) as c_int);
         set_integer(state, c"token", token as i64);

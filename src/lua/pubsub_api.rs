@@ -7,7 +7,8 @@ use std::ffi::c_int;
 use mlua::ffi::{self, lua_State};
 
 use super::host::with_host;
-use super::raw::{integer_arg, push_fail, push_fail_detail, str_arg, string_arg, upvalue_integer};
+use super::raw::{Args, push_fail, push_fail_detail};
+use super::sockets::{manager_index, send_args, set_limit};
 use crate::net::NetError;
 use crate::net::frame::{Header, Kind};
 use crate::route::pubsub::MAX_TOPIC_LEN;
@@ -16,121 +17,134 @@ use crate::route::{HashMode, service_id};
 const TOPIC_EXPECTED: &str = "topic (argument #1) must be a string of 1 to 255 bytes";
 
 /// The topic argument at `index`, checked.
-unsafe fn topic_arg<'a>(state: *mut lua_State, index: c_int) -> Option<&'a [u8]> {
-    unsafe { string_arg(state, index) }.filter(|t| !t.is_empty() && t.len() <= MAX_TOPIC_LEN)
+fn topic_arg(args: &Args, index: c_int) -> Option<&[u8]> {
+    args.bytes(index).filter(|t| !t.is_empty() && t.len() <= MAX_TOPIC_LEN)
+}
+
+/// Pushes `true` and returns its count.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
+unsafe fn push_true(state: *mut lua_State) -> c_int {
+    // SAFETY: the caller's contract; one slot is pushed.
+    unsafe { ffi::lua_pushboolean(state, 1) };
+    1
 }
 
 /// `mgr.subscribe(topic, token)`: the stream `token` gets every publish on
 /// `topic` (its retained message first); true, or nil and
 /// `too-many-subscriptions`/`too-many-topics`.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn mgr_subscribe(state: *mut lua_State) -> c_int {
-    unsafe {
-        let Some(topic) = topic_arg(state, 1) else {
-            return push_fail_detail(state, NetError::InvalidParam, TOPIC_EXPECTED);
-        };
-        let Some(token) = integer_arg(state, 2) else {
-            return push_fail_detail(
-                state,
-                NetError::InvalidParam,
-                "token (argument #2) must be a stream's token",
-            );
-        };
-        let topic = topic.to_vec();
-        match with_host(|host| host.net.subscribe(token as u64, &topic)) {
-            Ok(()) => ffi::lua_pushboolean(state, 1),
-            Err(error) => return push_fail(state, error.as_str()),
-        }
+    // SAFETY: Lua called this manager method; `args` is dropped before it returns.
+    let args = unsafe { Args::new(state) };
+    let Some(topic) = topic_arg(&args, 1) else {
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, TOPIC_EXPECTED) };
+    };
+    let Some(token) = args.integer(2) else {
+        let why = "token (argument #2) must be a stream's token";
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
+    };
+    match with_host(|host| host.net.subscribe(token as u64, topic)) {
+        // SAFETY: the stack contract of a C function.
+        Ok(()) => unsafe { push_true(state) },
+        // SAFETY: the stack contract of a C function.
+        Err(error) => unsafe { push_fail(state, error.as_str()) },
     }
-    1
 }
 
 /// `mgr.unsubscribe(topic, token)`: true if the stream was subscribed.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn mgr_unsubscribe(state: *mut lua_State) -> c_int {
-    unsafe {
-        let (Some(topic), Some(token)) = (topic_arg(state, 1), integer_arg(state, 2)) else {
-            return push_fail_detail(state, NetError::InvalidParam, "want mgr.unsubscribe(topic, token)");
-        };
-        let topic = topic.to_vec();
-        let was = with_host(|host| host.net.unsubscribe(token as u64, &topic));
-        ffi::lua_pushboolean(state, c_int::from(was));
-    }
+    // SAFETY: Lua called this manager method; `args` is dropped before it returns.
+    let args = unsafe { Args::new(state) };
+    let (Some(topic), Some(token)) = (topic_arg(&args, 1), args.integer(2)) else {
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, "want mgr.unsubscribe(topic, token)") };
+    };
+    let was = with_host(|host| host.net.unsubscribe(token as u64, topic));
+    // SAFETY: the stack contract of a C function; one slot is pushed.
+    unsafe { ffi::lua_pushboolean(state, c_int::from(was)) };
     1
 }
 
 /// `mgr.set_hash_mode(group, "modulo" | "rendezvous")`.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn mgr_set_hash_mode(state: *mut lua_State) -> c_int {
-    unsafe {
-        let Some(group) = integer_arg(state, 1).filter(|&g| service_id::is_valid_group(g)) else {
-            return push_fail_detail(
-                state,
-                NetError::InvalidParam,
-                "group (argument #1) must be an integer 1-255",
-            );
-        };
-        let Some(mode) = str_arg(state, 2).and_then(HashMode::from_name) else {
-            return push_fail_detail(
-                state,
-                NetError::InvalidParam,
-                "mode (argument #2) must be \"modulo\" or \"rendezvous\"",
-            );
-        };
-        let mgr = upvalue_integer(state) as u32;
-        with_host(|host| {
-            host.net
-                .manager(mgr)
-                .map(|m| m.routes.set_hash_mode(group as u32, mode))
-        });
-        ffi::lua_pushboolean(state, 1);
-    }
-    1
-}
-
-/// Sets one pub/sub cap of the manager from argument 1.
-unsafe fn set_cap(state: *mut lua_State, apply: fn(&mut crate::route::pubsub::PubSubLimits, usize)) -> c_int {
-    unsafe {
-        let Some(value) = integer_arg(state, 1).filter(|&n| n >= 0) else {
-            return push_fail_detail(
-                state,
-                NetError::InvalidParam,
-                "the limit (argument #1) must be an integer >= 0",
-            );
-        };
-        let mgr = upvalue_integer(state) as u32;
-        with_host(|host| {
-            host.net
-                .manager(mgr)
-                .map(|m| apply(&mut m.topics.limits, value as usize))
-        });
-        ffi::lua_pushboolean(state, 1);
-    }
-    1
+    // SAFETY: Lua called this manager method; `args` is dropped before it returns.
+    let args = unsafe { Args::new(state) };
+    let Some(group) = args.integer(1).filter(|&g| service_id::is_valid_group(g)) else {
+        let why = "group (argument #1) must be an integer 1-255";
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
+    };
+    let Some(mode) = args.str(2).and_then(HashMode::from_name) else {
+        let why = "mode (argument #2) must be \"modulo\" or \"rendezvous\"";
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
+    };
+    // SAFETY: a running manager method.
+    let mgr = unsafe { manager_index(state) };
+    with_host(|host| {
+        host.net
+            .manager(mgr)
+            .map(|m| m.routes.set_hash_mode(group as u32, mode))
+    });
+    // SAFETY: the stack contract of a C function.
+    unsafe { push_true(state) }
 }
 
 /// `mgr.set_max_subscriptions(n)`: topics one stream may subscribe to.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn mgr_set_max_subscriptions(state: *mut lua_State) -> c_int {
-    unsafe { set_cap(state, |limits, n| limits.max_subscriptions = n) }
+    // SAFETY: Lua called this manager method.
+    unsafe { set_limit(state, |m, n| m.topics.limits.max_subscriptions = n as usize) }
 }
 
 /// `mgr.set_max_topics(n)`: topics the manager keeps.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn mgr_set_max_topics(state: *mut lua_State) -> c_int {
-    unsafe { set_cap(state, |limits, n| limits.max_topics = n) }
+    // SAFETY: Lua called this manager method.
+    unsafe { set_limit(state, |m, n| m.topics.limits.max_topics = n as usize) }
 }
 
 /// `mgr.set_max_retained_bytes(bytes)`: bytes of retained messages the manager keeps.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn mgr_set_max_retained_bytes(state: *mut lua_State) -> c_int {
-    unsafe { set_cap(state, |limits, n| limits.max_retained_bytes = n) }
+    // SAFETY: Lua called this manager method.
+    unsafe { set_limit(state, |m, n| m.topics.limits.max_retained_bytes = n as usize) }
 }
 
 /// `stream.publish(topic, retain, msg, ...)`: a Publish frame to the router
 /// at the other end; bytes queued, or nil, err.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 pub unsafe extern "C-unwind" fn stream_publish(state: *mut lua_State) -> c_int {
-    unsafe {
-        let Some(topic) = topic_arg(state, 1) else {
-            return push_fail_detail(state, NetError::InvalidParam, TOPIC_EXPECTED);
-        };
-        let topic = topic.to_vec();
-        let retain = ffi::lua_toboolean(state, 2) != 0;
-        let header = Header::Publish { retain, topic: &topic };
-        super::sockets::send_args(state, Kind::Publish, header, 3)
-    }
+    // SAFETY: Lua called this stream method; `args` lives until it returns.
+    let args = unsafe { Args::new(state) };
+    let Some(topic) = topic_arg(&args, 1) else {
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, TOPIC_EXPECTED) };
+    };
+    let header = Header::Publish {
+        retain: args.boolean(2),
+        topic,
+    };
+    // SAFETY: a running stream method with its arguments in `args`.
+    unsafe { send_args(&args, Kind::Publish, header, 3) }
 }

@@ -11,7 +11,8 @@ use signal_hook::iterator::Signals;
 
 use crate::log;
 
-/// The signal waiting for the loop, 0 when none.
+/// The signal waiting for the loop, 0 when none (`default()`: none yet).
+#[derive(Default)]
 pub struct QuitSignal {
     pending: AtomicI32,
     received: AtomicI32,

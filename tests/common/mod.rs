@@ -228,6 +228,7 @@ impl Luna {
 
     /// Sends a signal.
     pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) takes no pointers; the child is ours and not reaped yet.
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
@@ -267,6 +268,7 @@ impl Luna {
         let after_name = &stat[stat.rfind(')').unwrap() + 2..];
         let fields: Vec<&str> = after_name.split_whitespace().collect();
         let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf(3) takes no pointers.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
         Duration::from_millis(ticks * 1000 / hz)
     }
