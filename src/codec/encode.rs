@@ -17,7 +17,7 @@ enum Step {
 
 /// Writes Lua values as MessagePack.
 ///
-/// Invariant: only `encode_args` builds one, and only for the length of its
+/// Invariant: only `encode_values` builds one, and only for the length of its
 /// call, so `state` keeps the stack contract of `lua::raw` for as long as an
 /// encoder lives; each `Step::KeyAt` of `path` names a key on the stack.
 /// That is what makes the safe `error` sound.
@@ -39,6 +39,17 @@ struct Encoder<'a> {
 pub unsafe fn encode_args(state: *mut lua_State, first: c_int, last: c_int, out: &mut Vec<u8>) -> Result<(), String> {
     let count = (last - first + 1).max(0) as u32;
     write_array_header(out, count);
+    // SAFETY: the caller's contract, passed on.
+    unsafe { encode_values(state, first, last, out) }
+}
+
+/// Writes the stack values `first..=last` one after the other, without an
+/// array header (for callers that write the header and leading elements).
+/// Errors as [`encode_args`].
+///
+/// # Safety
+/// As [`encode_args`].
+pub unsafe fn encode_values(state: *mut lua_State, first: c_int, last: c_int, out: &mut Vec<u8>) -> Result<(), String> {
     // SAFETY: `state` is live (the caller's promise); lua_gettop only reads it.
     let top = unsafe { ffi::lua_gettop(state) };
     let mut encoder = Encoder {

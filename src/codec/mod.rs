@@ -12,7 +12,7 @@ mod encode;
 pub mod resp;
 
 pub use decode::{DecodeError, MAX_BYTES_PER_INPUT_BYTE, MAX_FIXED_BYTES, PREALLOCATE_MAX, decode_args};
-pub use encode::encode_args;
+pub use encode::{encode_args, encode_values};
 
 /// Lends the bytes of the string at `index` to `f`, which alone holds the
 /// borrow (so it cannot outlive the string's time on the stack).
