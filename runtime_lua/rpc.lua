@@ -27,9 +27,12 @@
 -- a new trace. luna.trace_id() reads it in a handler, log lines written
 -- there carry it, and luna.with_trace(id, fn, ...) runs fn under a given id.
 --
--- The per-call path allocates nothing but what the coroutine switch needs:
--- a pending call is a few entries in tables keyed by session, and one
--- timer sweeps the deadlines while calls are pending.
+-- Calls and routed calls are made and answered in the core (src/lua/calls.rs):
+-- stream._call / stream._rcall send the call and park the coroutine; the
+-- core matches the answer to its session, times calls out on their
+-- deadline and resumes the coroutine with the results, with no Lua in
+-- between. Broadcast calls, which gather several answers, are kept here,
+-- on sessions from 0x80000000 up (the core's are below).
 local luna = luna
 local log = luna.log
 local timer_start, now_ms = luna.timer_start, luna.get_time_ms
@@ -52,24 +55,29 @@ local deadline_of = {} -- session -> deadline (ms)
 local tracked = {} -- session -> true for calls a router tracks
 local gathering = {} -- session -> broadcast state { results = {}, expected = ids or false }
 local pending_count = 0
-local next_session = math.random(1, 0x7fffffff) -- random start: a restarted caller does not reuse recent ids
+local LUA_SESSIONS = 0x80000000 -- sessions from here up are ours; the core's are below
+local next_session = math.random(LUA_SESSIONS, 0xffffffff) -- random start: a restarted caller does not reuse recent ids
 
--- A session id no pending call uses.
+-- A session id no pending broadcast call uses.
 local function new_session()
     repeat
         next_session = next_session + 1
-        if next_session > 0xffffffff then next_session = 1 end
+        if next_session > 0xffffffff then next_session = LUA_SESSIONS end
     until waiting[next_session] == nil
     return next_session
 end
 
 --- Counters: calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors,
 --- pending (our calls waiting for answers) and serving (calls being handled here).
+local core_stats = luna._rpc_stats
+
 function M.stats()
+    local core = core_stats()
     return {
-        calls = calls, completed = completed, timeouts = timeouts, late_replies = late_replies,
-        connection_lost = connection_lost, no_route = no_route, remote_errors = remote_errors,
-        pending = pending_count, serving = serving,
+        calls = calls + core.calls, completed = completed + core.completed, timeouts = timeouts + core.timeouts,
+        late_replies = late_replies + core.late_replies, connection_lost = connection_lost + core.connection_lost,
+        no_route = no_route + core.no_route, remote_errors = remote_errors + core.remote_errors,
+        pending = pending_count + core.pending, serving = serving,
     }
 end
 
@@ -94,10 +102,9 @@ function M.outgoing_trace()
     return id
 end
 
--- Deadlines. While calls are pending, one timer sweeps them every
--- SWEEP_MS and times out the late ones; a call costs one table entry, and
--- a timeout fires at most SWEEP_MS after its deadline. With nothing
--- pending, no timer runs.
+-- Deadlines of broadcast calls. While one is pending, a timer sweeps them
+-- every SWEEP_MS and times out the late ones (a timeout fires at most
+-- SWEEP_MS after its deadline). With nothing pending, no timer runs.
 local SWEEP_MS = 50
 local sweeping = false
 local on_timeout
@@ -211,23 +218,7 @@ local function send_failed(err, shift)
     return nil, err
 end
 
--- A call on a stream, answered on the same stream.
-local function direct_call(timeout_ms, stream, method, ...)
-    local co = caller("rpc.call")
-    if not stream._rpc_served then M.serve(stream) end
-    local session = new_session()
-    local trace = M.outgoing_trace()
-    local sent, err
-    if trace then
-        sent, err = stream.call("@tcall", session, 0, trace, method, ...)
-    else
-        sent, err = stream.call("@call", session, 0, method, ...)
-    end
-    if not sent then return send_failed(err, trace and 3 or 2) end
-    return wait(co, session, stream, timeout_ms)
-end
-
--- Sends a call through a router, with the trace id when there is one.
+-- Sends a broadcast call through a router, with the trace id when there is one.
 local function forward_call(stream, mode, target, key, session, reply_to, method, ...)
     local trace = M.outgoing_trace()
     if trace then
@@ -240,12 +231,9 @@ end
 
 --- A call through a router: `mode` is target, master, random or hash (see luna.cluster).
 function M.routed_call(timeout_ms, stream, reply_to, mode, target, key, method, ...)
-    local co = caller("a routed call")
-    local session = new_session()
-    local sent, err, extra = forward_call(stream, mode, target, key, session, reply_to, method, ...)
-    if not sent then return send_failed(err, (mode == "hash" and 6 or 7) + (extra or 0)) end
-    tracked[session] = true
-    return wait(co, session, stream, timeout_ms)
+    local trace = traces[running()]
+    if trace == nil and M.tracing then trace = trace_ids.new_id() end
+    return stream._rcall(timeout_ms or M.default_timeout_ms, trace, reply_to, mode, target, key, method, ...)
 end
 
 --- A call to every node of a group through a router; returns { [service id] = answer },
@@ -420,6 +408,14 @@ local function stream_closed(token)
 end
 luna._set_hooks({ on_stream_closed = stream_closed })
 
+-- A call on a stream, answered on the same stream (the core waits for the answer).
+local function direct_call(timeout_ms, stream, method, ...)
+    if not stream._rpc_served then M.serve(stream) end
+    local trace = traces[running()]
+    if trace == nil and M.tracing then trace = trace_ids.new_id() end
+    return stream._call(timeout_ms or M.default_timeout_ms, trace, method, ...)
+end
+
 local views = {}
 
 --- The call functions with a different timeout: rpc.timeout(500).call(stream, ...).
@@ -434,7 +430,10 @@ end
 
 --- Calls `method` on the far end of `stream`; returns its results or nil, err.
 function M.call(stream, method, ...)
-    return direct_call(nil, stream, method, ...)
+    if not stream._rpc_served then M.serve(stream) end
+    local trace = traces[running()]
+    if trace == nil and M.tracing then trace = trace_ids.new_id() end
+    return stream._call(M.default_timeout_ms, trace, method, ...)
 end
 
 --- Runs fn(...) in a coroutine and passes its results to callback (for code

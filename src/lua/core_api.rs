@@ -49,6 +49,7 @@ pub unsafe fn register(state: *mut lua_State) {
                 (c"_log_dropped", log_dropped),
                 (c"_notify", notify),
                 (c"_set_hooks", set_hooks),
+                (c"_rpc_stats", super::calls::rpc_stats),
                 (c"_secret_equals", secret_equals),
                 (c"_timers", timers_list),
             ],

@@ -11,6 +11,7 @@ use std::ffi::{CStr, c_int};
 
 use mlua::ffi::{self, lua_State};
 
+use super::calls;
 use super::host::{refs, with_host};
 use super::objects::{forget_object, push_object, push_stream};
 use super::raw::{pcall_logged, push_ref, push_str};
@@ -101,8 +102,10 @@ pub unsafe fn push_hook(state: *mut lua_State, slot: c_int) -> bool {
 /// # Safety
 /// The [stack contract](super::raw#safety).
 pub unsafe fn stream_closed(state: *mut lua_State, token: Token, error: NetError) {
-    // SAFETY: the hook and its two arguments are pushed and consumed by the call.
+    // SAFETY: the contract, passed on; the hook and its two arguments are
+    // pushed and consumed by the call.
     unsafe {
+        calls::fail_stream_calls(state, token);
         if !push_hook(state, refs().on_stream_closed) {
             return;
         }
@@ -316,6 +319,10 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
 /// # Safety
 /// The [stack contract](super::raw#safety).
 unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], from_peer: bool) {
+    // SAFETY: the caller's contract, passed on.
+    if unsafe { calls::deliver_answer(state, token, payload) } {
+        return;
+    }
     // SAFETY: the handler and the decoded arguments go above `top`, which is
     // restored on every path (decode_args pushes nothing when it fails).
     unsafe {
@@ -378,17 +385,18 @@ unsafe fn dispatch_forward_error(
     route: &Route,
     payload: &[u8],
 ) {
-    // SAFETY: the contract; four arguments are pushed for `on_call_failed`.
+    // SAFETY: the contract, passed on; four arguments are pushed for `on_call_failed`.
     let tracked = route.session != 0
-        && unsafe {
-            call_handler(state, token, c"on_call_failed", &|| {
-                ffi::lua_pushinteger(state, i64::from(route.session));
-                push_str(state, failure.name());
-                push_str(state, route.mode.name());
-                ffi::lua_pushinteger(state, i64::from(route.target));
-                4
-            })
-        };
+        && (unsafe { calls::fail_routed_call(state, route.session, failure.name()) }
+            || unsafe {
+                call_handler(state, token, c"on_call_failed", &|| {
+                    ffi::lua_pushinteger(state, i64::from(route.session));
+                    push_str(state, failure.name());
+                    push_str(state, route.mode.name());
+                    ffi::lua_pushinteger(state, i64::from(route.target));
+                    4
+                })
+            });
     if tracked {
         return;
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use mlua::ffi::{self, lua_State};
 
+use super::calls;
 use super::dispatch::{dispatch_notices, push_hook, read_and_dispatch};
 use super::host::{self, refs, with_host};
 use super::raw::{pcall_logged, push_ref, push_str, raise};
@@ -62,6 +63,7 @@ unsafe fn run_pass(state: *mut lua_State, timeout: Option<Duration>) -> usize {
         }
         with_host(|host| host.net.run_timers(Instant::now()));
         dispatch_notices(state);
+        handled += calls::time_out_calls(state);
         handled += run_timers(state);
         handled += deliver_quit_signal(state);
         handled += reload_changed_files(state);
@@ -83,6 +85,7 @@ fn poll(timeout: Option<Duration>) -> Vec<Readiness> {
         let deadlines = [
             host.net.next_deadline(),
             host.timers.next_deadline(),
+            host.calls.next_deadline(),
             host.watcher.as_ref().and_then(|w| w.next_deadline()),
         ];
         for due in deadlines.into_iter().flatten() {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::runtime::poller::Poller;
 
 use crate::net::{NetCore, Readiness};
+use crate::rpc::PendingCalls;
 use crate::runtime::signals::QuitSignal;
 use crate::runtime::timers::Timers;
 use crate::runtime::watcher::Watcher;
@@ -43,6 +44,8 @@ pub struct Host {
     pub ready: Vec<Readiness>,
     /// Forward failures reported to streams without `on_forward_error` (logged sparsely).
     pub unhandled_forward_errors: u64,
+    /// RPC calls of this process waiting for their answers.
+    pub calls: PendingCalls,
 }
 
 /// Registry slots of the Lua tables the core uses.

@@ -8,6 +8,7 @@
 //! `sockets`/`objects` are the socket methods and tables, `core_api` and
 //! `introspect` the rest of the module's functions.
 
+mod calls;
 mod core_api;
 mod dispatch;
 mod event_loop;
@@ -35,6 +36,7 @@ use mlua::{Lua, LuaOptions, StdLib, Table};
 
 use crate::log;
 use crate::net::NetCore;
+use crate::rpc::PendingCalls;
 use crate::runtime::timers::Timers;
 use crate::runtime::{signals, watcher::Watcher};
 use host::{Host, Refs};
@@ -114,6 +116,7 @@ fn boot_host() -> std::io::Result<Host> {
         quit,
         ready: Vec::new(),
         unhandled_forward_errors: 0,
+        calls: PendingCalls::new(),
     })
 }
 

@@ -9,7 +9,7 @@ use super::host::with_host;
 use super::objects::{forget_object, push_listener, push_manager, push_stream};
 use super::raw::{Args, integer_arg, push_fail, push_fail_detail, raw_field, upvalue_integer, with_str};
 use super::security_options::{Side, security_arg};
-use super::{dispatch, event_loop, introspect, pubsub_api};
+use super::{calls, dispatch, event_loop, introspect, pubsub_api};
 use crate::codec::encode_args;
 use crate::codec::resp::encode_command;
 use crate::log;
@@ -89,6 +89,8 @@ pub const STREAM_METHODS: Methods = &[
     (c"publish", pubsub_api::stream_publish),
     (c"_forward", stream_forward_tracked),
     (c"_cancel", stream_cancel),
+    (c"_call", calls::stream_call),
+    (c"_rcall", calls::stream_routed_call),
 ];
 
 /// `luna.create_socket_mgr(max_fd)`: a new manager table.
@@ -136,7 +138,7 @@ pub(super) unsafe fn manager_index(state: *mut lua_State) -> u32 {
 /// # Safety
 /// The [stack contract](super::raw#safety), on the state of a running
 /// listener or stream method (a closure `objects` made, its upvalue the token).
-unsafe fn token(state: *mut lua_State) -> Token {
+pub(super) unsafe fn token(state: *mut lua_State) -> Token {
     // SAFETY: forwarded from the caller.
     unsafe { upvalue_integer(state) as Token }
 }
@@ -540,7 +542,7 @@ unsafe extern "C-unwind" fn socket_close(state: *mut lua_State) -> c_int {
 ///
 /// # Safety
 /// The [stack contract](super::raw#safety).
-unsafe fn push_send_result(state: *mut lua_State, result: Result<usize, SendError<String>>) -> c_int {
+pub(super) unsafe fn push_send_result(state: *mut lua_State, result: Result<usize, SendError<String>>) -> c_int {
     // SAFETY: the contract leaves room for two values.
     unsafe {
         match result {
@@ -560,7 +562,7 @@ thread_local! {
 }
 
 /// How encoded bytes go out.
-enum Output<'a> {
+pub(super) enum Output<'a> {
     /// As the payload of a luna frame of this kind (with a route header for forwards).
     Frame(Kind, Header<'a>),
     /// As they are (RESP commands).
@@ -571,7 +573,7 @@ enum Output<'a> {
 /// borrowed, then queues the bytes on the stream. Reading Lua values may run
 /// Lua code (a finalizer during an allocation), and that code may send too:
 /// it then simply encodes into a buffer of its own.
-fn encode_then_send<E>(
+pub(super) fn encode_then_send<E>(
     token: Token,
     output: Output,
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
@@ -730,42 +732,57 @@ unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int 
     unsafe { forward(&args, Mode::Hash, group_arg(&args, 1), key, 3) }
 }
 
+/// The route of a tracked forward from the arguments `mode, target, key`
+/// at `at..at + 2`; the error says which argument is wrong.
+pub(super) fn tracked_route(args: &Args, at: c_int, session: u32) -> Result<Route, String> {
+    let Some(mode) = args.str(at).and_then(Mode::from_name) else {
+        return Err(format!(
+            "mode (argument #{at}) must be target, master, random, broadcast or hash"
+        ));
+    };
+    let target = if mode == Mode::Target {
+        service_id_arg(args, at + 1)
+    } else {
+        group_arg(args, at + 1)
+    };
+    let key = if mode == Mode::Hash {
+        hash_key_arg(args, at + 2)
+    } else {
+        Some(0)
+    };
+    let (Some(target), Some(key)) = (target, key) else {
+        let (t, k) = (at + 1, at + 2);
+        return Err(format!("target (argument #{t}) or key (argument #{k}) is not valid"));
+    };
+    Ok(Route {
+        mode,
+        target,
+        key,
+        session,
+        is_reply: false,
+    })
+}
+
 /// `stream._forward(mode, target, key, session, is_reply, msg, ...)`: a forward
-/// whose answer the router tracks (used by the RPC layer).
+/// whose answer the router tracks (used by the RPC layer for answers and
+/// broadcast calls).
 ///
 /// # Safety
 /// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 unsafe extern "C-unwind" fn stream_forward_tracked(state: *mut lua_State) -> c_int {
     // SAFETY: Lua called this stream method; `args` lives until it returns.
     let args = unsafe { Args::new(state) };
-    let Some(mode) = args.str(1).and_then(Mode::from_name) else {
-        let why = "mode (argument #1) must be target, master, random, broadcast or hash";
+    let Some(session) = args.integer(4).and_then(|s| u32::try_from(s).ok()) else {
+        let why = "session (argument #4) must be a u32";
         // SAFETY: the stack contract of a C function.
         return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
     };
-    let target = if mode == Mode::Target {
-        service_id_arg(&args, 2)
-    } else {
-        group_arg(&args, 2)
-    };
-    let key = if mode == Mode::Hash {
-        hash_key_arg(&args, 3)
-    } else {
-        Some(0)
-    };
-    let session = args.integer(4).and_then(|s| u32::try_from(s).ok());
-    let (Some(target), Some(key), Some(session)) = (target, key, session) else {
-        let why = "target (argument #2), key (argument #3) or session (argument #4) is not valid";
+    let mut route = match tracked_route(&args, 1, session) {
+        Ok(route) => route,
         // SAFETY: the stack contract of a C function.
-        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
+        Err(why) => return unsafe { push_fail_detail(state, NetError::InvalidParam, &why) },
     };
-    let route = Route {
-        mode,
-        target,
-        key,
-        session,
-        is_reply: args.boolean(5),
-    };
+    route.is_reply = args.boolean(5);
     // SAFETY: a running stream method with its arguments in `args`.
     unsafe { send_args(&args, Kind::Forward, Header::Route(&route), 6) }
 }

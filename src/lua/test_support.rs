@@ -9,6 +9,7 @@ use mlua::{FromLuaMulti, IntoLuaMulti, Lua};
 
 use super::host::{self, Host};
 use crate::net::NetCore;
+use crate::rpc::PendingCalls;
 use crate::runtime::poller::Poller;
 use crate::runtime::signals::QuitSignal;
 use crate::runtime::timers::Timers;
@@ -33,6 +34,7 @@ impl Bindings {
             quit: Arc::new(QuitSignal::default()),
             ready: Vec::new(),
             unhandled_forward_errors: 0,
+            calls: PendingCalls::new(),
         });
         let lua = Lua::new();
         let luna = lua.create_table().expect("a table");

@@ -1,14 +1,20 @@
 //! Calls waiting for their answers, kept by the core instead of Lua tables:
 //! session ids, who waits for each (a Lua coroutine, by registry reference),
-//! the stream each went out on, and one deadline each in a timer heap, so a
+//! the stream each went out on, and one deadline each in a heap, so a
 //! timeout fires on time instead of on a periodic sweep. No Lua here; the
 //! Lua layer (`crate::lua::calls`) resumes the coroutines.
 
-use std::collections::HashMap;
+pub mod wire;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
 use crate::route::Token;
-use crate::runtime::timers::{TimerId, Timers};
+
+/// Sessions below this are the core's; the Lua layer numbers its own calls
+/// (broadcast calls) from here up, so an answer's session says who waits.
+pub const LUA_SESSIONS_START: u32 = 0x8000_0000;
 
 /// A call waiting for its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +25,8 @@ pub struct Pending {
     pub stream: Token,
     /// A router tracks the call: a timeout sends it a Cancel.
     pub tracked: bool,
-    timer: TimerId,
+    /// When the call times out.
+    pub deadline: Instant,
 }
 
 /// Counters of `rpc.stats()`.
@@ -45,8 +52,9 @@ pub struct Counters {
 pub struct PendingCalls {
     next_session: u32,
     calls: HashMap<u32, Pending>,
-    by_stream: HashMap<Token, Vec<u32>>,
-    deadlines: Timers<u32>,
+    /// (deadline, session); an entry whose call is gone or has another
+    /// deadline is stale and skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
     /// What happened so far.
     pub counters: Counters,
 }
@@ -63,81 +71,93 @@ impl PendingCalls {
     pub fn new() -> Self {
         let mut seed = [0u8; 4];
         let start = match getrandom::fill(&mut seed) {
-            Ok(()) => u32::from_le_bytes(seed) >> 1,
+            Ok(()) => u32::from_le_bytes(seed),
             Err(_) => std::process::id(),
         };
         PendingCalls {
-            next_session: start.max(1),
+            next_session: (start % LUA_SESSIONS_START).max(1),
             calls: HashMap::new(),
-            by_stream: HashMap::new(),
-            deadlines: Timers::new(),
+            deadlines: BinaryHeap::new(),
             counters: Counters::default(),
         }
     }
 
-    /// Registers a call; returns its session (never 0, never one in use).
-    pub fn start(&mut self, waiter: i32, stream: Token, tracked: bool, deadline: Instant) -> u32 {
-        let session = loop {
-            self.next_session = self.next_session.wrapping_add(1).max(1);
+    /// True for the sessions this table hands out (the rest are the Lua layer's).
+    pub fn owns(session: u32) -> bool {
+        session != 0 && session < LUA_SESSIONS_START
+    }
+
+    /// A session no pending call uses (never 0, below [`LUA_SESSIONS_START`]);
+    /// the call is registered by [`Self::insert`] once it is sent.
+    pub fn next_free_session(&mut self) -> u32 {
+        loop {
+            let next = self.next_session.wrapping_add(1);
+            self.next_session = if Self::owns(next) { next } else { 1 };
             if !self.calls.contains_key(&self.next_session) {
-                break self.next_session;
+                return self.next_session;
             }
-        };
-        let timer = self.deadlines.add_at(deadline, None, session);
-        self.calls.insert(
-            session,
-            Pending {
-                waiter,
-                stream,
-                tracked,
-                timer,
-            },
-        );
-        self.by_stream.entry(stream).or_default().push(session);
-        self.counters.calls += 1;
-        session
+        }
+    }
+
+    /// Registers a sent call under `session` (from [`Self::next_free_session`]),
+    /// or puts a taken one back; counting it is the caller's.
+    pub fn insert(&mut self, session: u32, pending: Pending) {
+        self.deadlines.push(Reverse((pending.deadline, session)));
+        self.calls.insert(session, pending);
     }
 
     /// Takes a call out (answered, failed or timed out); None if it is not pending.
     pub fn take(&mut self, session: u32) -> Option<Pending> {
         let pending = self.calls.remove(&session)?;
-        self.deadlines.cancel(pending.timer);
-        if let Some(sessions) = self.by_stream.get_mut(&pending.stream) {
-            sessions.retain(|&s| s != session);
-            if sessions.is_empty() {
-                self.by_stream.remove(&pending.stream);
-            }
+        // Answered calls leave their deadline behind; when stale entries
+        // outnumber the live ones, rebuild so memory follows the live calls.
+        if self.deadlines.len() > 2 * self.calls.len() + 64 {
+            self.deadlines = self
+                .calls
+                .iter()
+                .map(|(&session, call)| Reverse((call.deadline, session)))
+                .collect();
         }
         Some(pending)
     }
 
-    /// Takes every call that went out on `stream` (it closed).
+    /// Takes every call that went out on `stream` (it closed). A scan: a
+    /// stream closes far less often than a call is answered.
     pub fn take_stream(&mut self, stream: Token) -> Vec<(u32, Pending)> {
-        let sessions = self.by_stream.remove(&stream).unwrap_or_default();
-        sessions
-            .into_iter()
-            .filter_map(|session| {
-                let pending = self.calls.remove(&session)?;
-                self.deadlines.cancel(pending.timer);
-                Some((session, pending))
-            })
+        let lost: Vec<u32> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.stream == stream)
+            .map(|(&session, _)| session)
+            .collect();
+        lost.into_iter()
+            .filter_map(|session| Some((session, self.take(session)?)))
             .collect()
     }
 
     /// Takes the next call whose deadline is past at `now`.
     pub fn take_expired(&mut self, now: Instant) -> Option<(u32, Pending)> {
-        while let Some((_, session)) = self.deadlines.pop_due(now) {
-            if let Some(pending) = self.calls.get(&session).copied() {
-                self.take(session);
-                return Some((session, pending));
+        while let Some(&Reverse((deadline, session))) = self.deadlines.peek() {
+            if deadline > now {
+                return None;
+            }
+            self.deadlines.pop();
+            if self.calls.get(&session).is_some_and(|call| call.deadline == deadline) {
+                return self.take(session).map(|pending| (session, pending));
             }
         }
         None
     }
 
-    /// The earliest deadline.
+    /// The earliest deadline of a pending call.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        self.deadlines.next_deadline()
+        while let Some(&Reverse((deadline, session))) = self.deadlines.peek() {
+            if self.calls.get(&session).is_some_and(|call| call.deadline == deadline) {
+                return Some(deadline);
+            }
+            self.deadlines.pop();
+        }
+        None
     }
 
     /// True while `session` waits for its answer.
@@ -162,14 +182,34 @@ mod tests {
 
     use super::*;
 
+    fn start(calls: &mut PendingCalls, waiter: i32, stream: Token, deadline: Instant) -> u32 {
+        let session = calls.next_free_session();
+        let pending = Pending {
+            waiter,
+            stream,
+            tracked: false,
+            deadline,
+        };
+        calls.insert(session, pending);
+        calls.counters.calls += 1;
+        session
+    }
+
     #[test]
-    fn sessions_are_unique_never_zero_and_answered_once() {
+    fn sessions_are_unique_never_zero_the_cores_own_and_answered_once() {
         let mut calls = PendingCalls::new();
-        calls.next_session = u32::MAX - 1;
-        let now = Instant::now();
-        let a = calls.start(1, 10, false, now + Duration::from_secs(5));
-        let b = calls.start(2, 10, true, now + Duration::from_secs(5));
-        assert_eq!((a, b), (u32::MAX, 1), "wraps past 0");
+        calls.next_session = LUA_SESSIONS_START - 2;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let a = start(&mut calls, 1, 10, deadline);
+        let b = start(&mut calls, 2, 10, deadline);
+        assert_eq!(
+            (a, b),
+            (LUA_SESSIONS_START - 1, 1),
+            "wraps below the Lua layer's sessions, past 0"
+        );
+        calls.next_session = 0;
+        assert_eq!(calls.next_free_session(), 2, "1 is in use");
+        assert!(PendingCalls::owns(a) && !PendingCalls::owns(LUA_SESSIONS_START) && !PendingCalls::owns(0));
         assert_eq!(calls.take(a).map(|p| p.waiter), Some(1));
         assert_eq!(calls.take(a), None, "answered once");
         assert!(calls.is_pending(b));
@@ -180,9 +220,9 @@ mod tests {
     fn deadlines_fire_in_order_and_a_taken_call_never_times_out() {
         let mut calls = PendingCalls::new();
         let now = Instant::now();
-        let late = calls.start(1, 10, false, now + Duration::from_millis(30));
-        let early = calls.start(2, 10, false, now + Duration::from_millis(10));
-        let answered = calls.start(3, 10, false, now + Duration::from_millis(5));
+        let late = start(&mut calls, 1, 10, now + Duration::from_millis(30));
+        let early = start(&mut calls, 2, 10, now + Duration::from_millis(10));
+        let answered = start(&mut calls, 3, 10, now + Duration::from_millis(5));
         calls.take(answered);
         assert_eq!(calls.next_deadline(), Some(now + Duration::from_millis(10)));
         let due = now + Duration::from_millis(40);
@@ -190,14 +230,26 @@ mod tests {
         assert_eq!(calls.take_expired(due).map(|(s, _)| s), Some(late));
         assert_eq!(calls.take_expired(due), None);
         assert!(calls.is_empty());
+        assert_eq!(calls.next_deadline(), None);
+    }
+
+    #[test]
+    fn answered_calls_do_not_pile_up_deadlines() {
+        let mut calls = PendingCalls::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for waiter in 0..10_000 {
+            let session = start(&mut calls, waiter, 1, deadline);
+            calls.take(session);
+        }
+        assert!(calls.deadlines.len() <= 64 + 1, "{}", calls.deadlines.len());
     }
 
     #[test]
     fn a_closed_stream_takes_its_calls_only() {
         let mut calls = PendingCalls::new();
         let deadline = Instant::now() + Duration::from_secs(5);
-        let on_a: Vec<u32> = (0..3).map(|w| calls.start(w, 7, false, deadline)).collect();
-        let on_b = calls.start(9, 8, false, deadline);
+        let on_a: Vec<u32> = (0..3).map(|w| start(&mut calls, w, 7, deadline)).collect();
+        let on_b = start(&mut calls, 9, 8, deadline);
         let mut lost: Vec<u32> = calls.take_stream(7).into_iter().map(|(s, _)| s).collect();
         lost.sort_unstable();
         let mut expected = on_a.clone();

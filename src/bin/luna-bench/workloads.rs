@@ -69,6 +69,7 @@ const IDLE_SERVER: &str = include_str!("../../../bench/scripts/idle_server.lua")
 const RELOAD_MAIN: &str = include_str!("../../../bench/scripts/reload_main.lua");
 const RPC_SERVER: &str = include_str!("../../../bench/scripts/rpc_server.lua");
 const RPC_CLIENT: &str = include_str!("../../../bench/scripts/rpc_client.lua");
+const RPC_TIMEOUTS: &str = include_str!("../../../bench/scripts/rpc_timeouts.lua");
 const COMMON: &str = include_str!("../../../bench/scripts/common.lua");
 const LOG_FILE: &str = include_str!("../../../bench/scripts/log_file.lua");
 const LOG_BLOCKED: &str = include_str!("../../../bench/scripts/log_blocked.lua");
@@ -139,6 +140,7 @@ impl Ctx {
             ("reload_main.lua", RELOAD_MAIN),
             ("rpc_server.lua", RPC_SERVER),
             ("rpc_client.lua", RPC_CLIENT),
+            ("rpc_timeouts.lua", RPC_TIMEOUTS),
             ("common.lua", COMMON),
             ("log_file.lua", LOG_FILE),
             ("log_blocked.lua", LOG_BLOCKED),
@@ -424,7 +426,23 @@ pub fn w5(ctx: &mut Ctx) -> Result<Vec<Figure>> {
             .baseline(w2)
             .note("100 coroutines in flight vs luna W2"),
         cluster::w5_routed(ctx)?,
+        timeout_lateness(ctx)?,
     ])
+}
+
+/// W5.timeout: how late a call's 20 ms timeout fires (median µs), against
+/// a luna.sleep of the same length in the same process.
+fn timeout_lateness(ctx: &Ctx) -> Result<Figure> {
+    let count = if ctx.quick { 10 } else { 100 };
+    let mut proc = ctx.luna("luna rpc timeouts", "rpc_timeouts.lua", &[count.to_string()], None)?;
+    let line = proc.expect("late", Duration::from_secs(60))?;
+    let mut fields = line.split_whitespace().map(str::parse::<f64>);
+    let (Some(Ok(call)), Some(Ok(sleep))) = (fields.next(), fields.next()) else {
+        bail!("rpc_timeouts.lua printed {line:?}");
+    };
+    Ok(Figure::new("W5.timeout", call, "µs late")
+        .baseline(sleep)
+        .note("median lateness of a 20 ms call timeout vs luna.sleep(20)"))
 }
 
 /// Starts a luna router; returns it and its port.

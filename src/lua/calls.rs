@@ -1,0 +1,434 @@
+//! RPC calls of this process, made and answered in the core: `stream._call`
+//! and `stream._rcall` send a call and park the calling coroutine; an
+//! answer, a timeout, a lost stream or a router's report resumes it with
+//! the results (or nil, err) straight onto its stack. `luna.rpc` wraps these
+//! (runtime_lua/rpc.lua); broadcast calls stay in Lua, on the sessions the
+//! core leaves to it (`rpc::LUA_SESSIONS_START` and up).
+
+use std::ffi::{CString, c_int};
+use std::time::{Duration, Instant};
+
+use mlua::ffi::{self, lua_State};
+
+use super::host::with_host;
+use super::raw::{Args, lossy, push_fail, push_fail_detail};
+use super::sockets::{Output, encode_then_send, push_send_result, token, tracked_route};
+use crate::codec::{decode_args, encode_values};
+use crate::log;
+use crate::net::frame::{Header, Kind, Route};
+use crate::net::{NetError, SendError, Token};
+use crate::rpc::wire::{answer_session, write_call_head};
+use crate::rpc::{Counters, Pending, PendingCalls};
+
+/// Where a call goes: on the stream itself, or through the router at its end.
+enum Via {
+    Direct,
+    Router(Route),
+}
+
+/// `stream._call(timeout_ms, trace, method, ...)`: calls `method` on the far
+/// end of the stream and waits (the coroutine yields); returns the results,
+/// or nil and why.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
+pub unsafe extern "C-unwind" fn stream_call(state: *mut lua_State) -> c_int {
+    // SAFETY: Lua called it; the check raises before anything is owned.
+    unsafe { require_coroutine(state, c"rpc.call must run inside a coroutine (start one with luna.go)") };
+    // SAFETY: Lua called this stream method; `args` lives until `send_call` returns.
+    let sent = unsafe { send_call(&Args::new(state), Via::Direct, 3, 1) };
+    match sent {
+        // SAFETY: a C function's return expression; nothing owned is live.
+        Sent::Waiting => unsafe { ffi::lua_yield(state, 0) },
+        Sent::Failed(count) => count,
+    }
+}
+
+/// `stream._rcall(timeout_ms, trace, reply_to, mode, target, key, method, ...)`:
+/// a call through the router at the far end, which tracks it (and reports
+/// no-route or a lost callee at once); waits like `_call`.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
+pub unsafe extern "C-unwind" fn stream_routed_call(state: *mut lua_State) -> c_int {
+    // SAFETY: Lua called it; the check raises before anything is owned.
+    unsafe {
+        require_coroutine(
+            state,
+            c"a routed call must run inside a coroutine (start one with luna.go)",
+        )
+    };
+    let sent = {
+        // SAFETY: Lua called this stream method; `args` lives until this block ends.
+        let args = unsafe { Args::new(state) };
+        match tracked_route(&args, 4, 0) {
+            // The user's method is argument #2 (#3 after a hash key).
+            Ok(route) => {
+                let shift = if route.mode == crate::net::frame::Mode::Hash {
+                    4
+                } else {
+                    5
+                };
+                // SAFETY: a running stream method with its arguments in `args`.
+                unsafe { send_call(&args, Via::Router(route), 7, shift) }
+            }
+            // SAFETY: the stack contract of a C function.
+            Err(why) => Sent::Failed(unsafe { push_fail_detail(state, NetError::InvalidParam, &why) }),
+        }
+    };
+    match sent {
+        // SAFETY: a C function's return expression; nothing owned is live.
+        Sent::Waiting => unsafe { ffi::lua_yield(state, 0) },
+        Sent::Failed(count) => count,
+    }
+}
+
+/// What `send_call` did.
+enum Sent {
+    /// The call is out and registered: the C function yields.
+    Waiting,
+    /// It could not be sent: this many values (nil, err...) are pushed.
+    Failed(c_int),
+}
+
+/// Raises `message` unless the running code can yield (a coroutine).
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), from a C function owning nothing.
+unsafe fn require_coroutine(state: *mut lua_State, message: &'static std::ffi::CStr) {
+    // SAFETY: the contract; luaL_where pushes one string, concatenated with the message.
+    unsafe {
+        if ffi::lua_isyieldable(state) == 0 {
+            ffi::luaL_where(state, 2);
+            ffi::lua_pushstring(state, message.as_ptr());
+            ffi::lua_concat(state, 2);
+            ffi::lua_error(state);
+        }
+    }
+}
+
+/// Sends the call whose method is argument `method_at` (the arguments
+/// before it: timeout_ms, trace, and for routed calls reply_to and the
+/// route) and registers it. `shift`: how many arguments the wrapper adds in
+/// front of the user's, so an error's "argument #N" counts from the user's call.
+///
+/// # Safety
+/// The stack contract of a running stream method (`token`), with `args` its arguments.
+unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shift: c_int) -> Sent {
+    let state = args.state();
+    // SAFETY: a running stream method (the caller's promise).
+    let stream = unsafe { token(state) };
+    let Some(timeout_ms) = args.number(1) else {
+        let why = "timeout_ms (argument #1) must be a number";
+        // SAFETY: the stack contract of a C function.
+        return Sent::Failed(unsafe { push_fail_detail(state, NetError::InvalidParam, why) });
+    };
+    let trace = args.str(2);
+    let reply_to = match via {
+        Via::Direct => Some(0),
+        Via::Router(_) => args.integer(3).and_then(|id| u32::try_from(id).ok()),
+    };
+    let Some(reply_to) = reply_to else {
+        let why = "reply_to (argument #3) must be a service id";
+        // SAFETY: the stack contract of a C function.
+        return Sent::Failed(unsafe { push_fail_detail(state, NetError::InvalidParam, why) });
+    };
+    let last = args.count();
+    if last < method_at {
+        let why = format!("a method (argument #{}) is required", method_at - shift);
+        // SAFETY: the stack contract of a C function.
+        return Sent::Failed(unsafe { push_fail_detail(state, NetError::InvalidParam, &why) });
+    }
+    let session = with_host(|host| host.calls.next_free_session());
+    let (kind, route) = match via {
+        Via::Direct => (Kind::Call, None),
+        Via::Router(route) => (Kind::Forward, Some(Route { session, ..route })),
+    };
+    let header = route.as_ref().map_or(Header::None, Header::Route);
+    let values = (last - method_at + 1) as u32;
+    let result = encode_then_send(stream, Output::Frame(kind, header), |out| {
+        write_call_head(out, session, reply_to, trace, values);
+        // SAFETY: the stack contract; `method_at..=last` are argument slots,
+        // read while the host is not borrowed.
+        unsafe { encode_values(state, method_at, last, out) }
+    });
+    match result {
+        Ok(_) => {}
+        Err(SendError::Net(NetError::Closed)) => {
+            // SAFETY: the stack contract of a C function.
+            return Sent::Failed(unsafe { push_fail(state, "connection-lost") });
+        }
+        Err(SendError::Encode(message)) => {
+            let message = renumber_arguments(&message, shift);
+            // SAFETY: the stack contract of a C function.
+            return Sent::Failed(unsafe { push_fail(state, message) });
+        }
+        // SAFETY: the stack contract of a C function.
+        Err(error) => return Sent::Failed(unsafe { push_send_result(state, Err(error)) }),
+    }
+    // SAFETY: the stack contract; the thread goes into the registry, which
+    // keeps it alive until its call is over.
+    let waiter = unsafe {
+        ffi::lua_pushthread(state);
+        ffi::luaL_ref(state, ffi::LUA_REGISTRYINDEX)
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_ms.max(0.0) / 1000.0);
+    let pending = Pending {
+        waiter,
+        stream,
+        tracked: route.is_some(),
+        deadline,
+    };
+    with_host(|host| {
+        host.calls.insert(session, pending);
+        host.calls.counters.calls += 1;
+    });
+    Sent::Waiting
+}
+
+/// Rewrites every "argument #N" of an encoder message as "argument #(N - shift)".
+fn renumber_arguments(message: &str, shift: c_int) -> String {
+    const MARK: &str = "argument #";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        let (before, after) = rest.split_at(at + MARK.len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<c_int>() {
+            Ok(n) => out.push_str(&(n - shift).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Resumes the coroutine `waiter` (a registry reference, released here)
+/// with the `count` values on top of `state`, which are consumed. An error
+/// the coroutine ends with is logged with its traceback.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), with `count` values on top.
+unsafe fn resume_waiter(state: *mut lua_State, waiter: c_int, count: c_int) {
+    // SAFETY: the contract; the thread is pushed below the values and kept
+    // there (anchoring it) until the resume is over; lua_xmove moves the
+    // values onto the coroutine's stack, which is checked for room first.
+    unsafe {
+        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(waiter));
+        ffi::luaL_unref(state, ffi::LUA_REGISTRYINDEX, waiter);
+        let coroutine = ffi::lua_tothread(state, -1);
+        ffi::lua_insert(state, -(count + 1));
+        if coroutine.is_null() || ffi::lua_status(coroutine) != ffi::LUA_YIELD {
+            log::error("rpc: the coroutine waiting for a call is not suspended: its results were dropped");
+            ffi::lua_pop(state, count + 1);
+            return;
+        }
+        let moved = if ffi::lua_checkstack(coroutine, count + 1) == 0 {
+            ffi::lua_pop(state, count);
+            push_fail(state, "the call's results do not fit a Lua stack")
+        } else {
+            count
+        };
+        ffi::lua_xmove(state, coroutine, moved);
+        let mut results = 0;
+        let status = ffi::lua_resume(coroutine, state, moved, &mut results);
+        if status == ffi::LUA_OK || status == ffi::LUA_YIELD {
+            ffi::lua_pop(coroutine, results);
+        } else {
+            let message = CString::new(lossy(coroutine, -1).replace('\0', "\\0")).unwrap_or_default();
+            ffi::luaL_traceback(state, coroutine, message.as_ptr(), 0);
+            let traceback = lossy(state, -1);
+            drop(message);
+            log::error(&format!("error in coroutine: {traceback}"));
+            ffi::lua_pop(state, 1);
+            ffi::lua_settop(coroutine, 0);
+        }
+        ffi::lua_pop(state, 1);
+    }
+}
+
+/// Resumes `waiter` with nil and `error`.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
+unsafe fn resume_failed(state: *mut lua_State, waiter: c_int, error: &str) {
+    // SAFETY: the contract; the two values are consumed by resume_waiter.
+    unsafe {
+        push_fail(state, error);
+        resume_waiter(state, waiter, 2);
+    }
+}
+
+/// Hands an answer ("@ret", session, from, ok, ...) to the coroutine of
+/// one of the core's calls. False when the message is not such an answer
+/// (the script's handler gets it); a late answer is counted and dropped.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
+pub unsafe fn deliver_answer(state: *mut lua_State, token: Token, payload: &[u8]) -> bool {
+    let Some(session) = answer_session(payload).filter(|&s| PendingCalls::owns(s)) else {
+        return false;
+    };
+    let Some(pending) = with_host(|host| host.calls.take(session)) else {
+        let late = with_host(|host| {
+            host.calls.counters.late_replies += 1;
+            host.calls.counters.late_replies
+        });
+        log::debug(&format!(
+            "rpc: dropped a late or unknown answer for session {session} on stream {token} ({late} so far)"
+        ));
+        return true;
+    };
+    // SAFETY: the contract; the decoded values go above `top`, which every
+    // path restores (resume_waiter consumes what it is given).
+    unsafe {
+        let top = ffi::lua_gettop(state);
+        let Ok(count) = decode_args(state, payload) else {
+            // Malformed: the caller's usual path reports it; the call waits on.
+            ffi::lua_settop(state, top);
+            with_host(|host| host.calls.insert(session, pending));
+            return false;
+        };
+        let ok = ffi::lua_toboolean(state, top + 4) != 0;
+        let results = if ok {
+            ffi::lua_rotate(state, top + 1, -4);
+            ffi::lua_pop(state, 4);
+            count - 4
+        } else {
+            // ("@ret", session, from, false, message): nil, "remote-error: message".
+            ffi::luaL_tolstring(state, top + 5, std::ptr::null_mut());
+            let message = format!("remote-error: {}", lossy(state, -1));
+            ffi::lua_settop(state, top);
+            push_fail(state, &message)
+        };
+        with_host(|host| {
+            let counters = &mut host.calls.counters;
+            counters.completed += 1;
+            counters.remote_errors += u64::from(!ok);
+        });
+        resume_waiter(state, pending.waiter, results);
+        ffi::lua_settop(state, top);
+    }
+    true
+}
+
+/// A router could not deliver the tracked call `session` (no-route,
+/// connection-lost...): its coroutine gets nil, `error`. False when the
+/// session is the Lua layer's.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
+pub unsafe fn fail_routed_call(state: *mut lua_State, session: u32, error: &str) -> bool {
+    if !PendingCalls::owns(session) {
+        return false;
+    }
+    let taken = with_host(|host| {
+        let pending = host.calls.take(session)?;
+        count_failure(&mut host.calls.counters, error);
+        Some(pending)
+    });
+    if let Some(pending) = taken {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { resume_failed(state, pending.waiter, error) };
+    }
+    true
+}
+
+fn count_failure(counters: &mut Counters, error: &str) {
+    match error {
+        "connection-lost" => counters.connection_lost += 1,
+        "no-route" => counters.no_route += 1,
+        _ => {}
+    }
+}
+
+/// Stream `token` closed: its calls fail now with connection-lost rather than at their timeout.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
+pub unsafe fn fail_stream_calls(state: *mut lua_State, token: Token) {
+    let lost = with_host(|host| {
+        let lost = host.calls.take_stream(token);
+        host.calls.counters.connection_lost += lost.len() as u64;
+        lost
+    });
+    for (_, pending) in lost {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { resume_failed(state, pending.waiter, "connection-lost") };
+    }
+}
+
+/// Fails the calls past their deadline with "timeout" (a router tracking
+/// one is told to forget it); returns how many.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
+pub unsafe fn time_out_calls(state: *mut lua_State) -> usize {
+    let now = Instant::now();
+    let mut count = 0;
+    while let Some(pending) = with_host(|host| {
+        let (session, pending) = host.calls.take_expired(now)?;
+        host.calls.counters.timeouts += 1;
+        if pending.tracked {
+            // Best effort: a closed stream's router has forgotten the call already.
+            let _ = host.net.send_with(pending.stream, Kind::Cancel, Header::None, |out| {
+                out.extend_from_slice(&session.to_be_bytes());
+                Ok::<(), ()>(())
+            });
+        }
+        Some(pending)
+    }) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { resume_failed(state, pending.waiter, "timeout") };
+        count += 1;
+    }
+    count
+}
+
+/// `luna._rpc_stats()`: the counters of the core's calls, and how many wait.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
+pub unsafe extern "C-unwind" fn rpc_stats(state: *mut lua_State) -> c_int {
+    let (counters, pending) = with_host(|host| (host.calls.counters, host.calls.len()));
+    let fields = [
+        (c"calls", counters.calls),
+        (c"completed", counters.completed),
+        (c"timeouts", counters.timeouts),
+        (c"late_replies", counters.late_replies),
+        (c"connection_lost", counters.connection_lost),
+        (c"no_route", counters.no_route),
+        (c"remote_errors", counters.remote_errors),
+        (c"pending", pending as u64),
+    ];
+    // SAFETY: the stack contract of a C function; the table and one value at a time.
+    unsafe {
+        ffi::lua_createtable(state, 0, fields.len() as c_int);
+        for (name, value) in fields {
+            ffi::lua_pushinteger(state, value as i64);
+            ffi::lua_setfield(state, -2, name.as_ptr());
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber_arguments;
+
+    #[test]
+    fn argument_numbers_count_from_the_users_call() {
+        assert_eq!(
+            renumber_arguments("cannot send a function (argument #4, at .x)", 1),
+            "cannot send a function (argument #3, at .x)"
+        );
+        assert_eq!(
+            renumber_arguments("argument #9 and argument #10", 5),
+            "argument #4 and argument #5"
+        );
+        assert_eq!(renumber_arguments("no numbers here", 3), "no numbers here");
+        assert_eq!(renumber_arguments("argument #x", 3), "argument #x");
+    }
+}
