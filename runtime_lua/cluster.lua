@@ -195,16 +195,6 @@ local CONTROL = {
     ["@unregistered"] = function(_, link, _, id)
         if link.unregistering then link.unregistering[id] = nil end
     end,
-    -- A one-way message that carries a trace id: ("@trace", trace, msg, ...).
-    -- (Not luna.with_trace: a message has no results to keep, so no table.)
-    ["@trace"] = function(node, link, stream, trace, ...)
-        local co = current_coroutine()
-        local previous = traces[co]
-        traces[co] = trace
-        local ok, err = pcall(on_router_message, node, link, stream, ...)
-        traces[co] = previous
-        if not ok then error(err, 0) end
-    end,
 }
 for _, module in ipairs({ membership, pubsub }) do
     for name, handler in pairs(module.messages) do CONTROL[name] = handler end
@@ -284,17 +274,15 @@ local function via_current(node, what)
 end
 
 -- Sends a forward through the current router; a traced one (inside a
--- traced handler, or with rpc.tracing) is wrapped as ("@trace", id, msg, ...).
+-- traced handler, or with rpc.tracing) goes as ("@trace", id, msg, ...),
+-- which the receiving core unwraps (docs/protocol.md, section 9).
 local function send_forward(node, name, ...)
     local stream = via_current(node, name)
     if not stream then return nil, "no-route" end
-    local trace = rpc.outgoing_trace()
+    local trace = traces[current_coroutine()]
+    if trace == nil and rpc.tracing then trace = rpc.outgoing_trace() end
     if not trace then return stream[name](...) end
-    if name == "forward_hash" then
-        local group, key = ...
-        return stream[name](group, key, "@trace", trace, select(3, ...))
-    end
-    return stream[name]((...), "@trace", trace, select(2, ...))
+    return stream._tforward(FORWARDS[name], trace, ...)
 end
 
 -- The forward_* functions of a node (waiting for a route with wait_for_route).

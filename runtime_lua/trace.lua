@@ -13,6 +13,8 @@ local M = {}
 --- (luna.rpc sets and clears them on its hot path).
 M.by_coroutine = setmetatable({}, { __mode = "k" })
 local traces = M.by_coroutine
+-- The core makes a traced message's id current for its handler in this table.
+luna._set_hooks({ traces = traces })
 
 local prefix = string.format("%08x", math.random(0, 0x7fffffff)) -- this process's, at random
 local count = 0

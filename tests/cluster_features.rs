@@ -100,6 +100,16 @@ fn one_trace_id_follows_a_request_through_three_services() {
             "{id} logs the request's trace id: {logged}"
         );
     }
+    // The forwarded note: one new id, the same at every hop.
+    let mut note_traces = Vec::new();
+    for id in ["3.1", "4.1", "5.1"] {
+        let service = cluster.services.get_mut(id).unwrap();
+        let line = service.value(&format!("trace_note {id}"));
+        assert_eq!(line.len(), 16, "{id} runs the note under a trace id: {line}");
+        note_traces.push(line);
+    }
+    assert!(note_traces.iter().all(|t| *t == note_traces[0]), "{note_traces:?}");
+    assert_ne!(note_traces[0], trace, "the note started a trace of its own");
 }
 
 /// The owners of the 60 keys of hash_owners.lua, asked through router `via`.

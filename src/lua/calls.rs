@@ -187,7 +187,7 @@ unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shift: c_int) -> Se
 }
 
 /// Rewrites every "argument #N" of an encoder message as "argument #(N - shift)".
-fn renumber_arguments(message: &str, shift: c_int) -> String {
+pub(super) fn renumber_arguments(message: &str, shift: c_int) -> String {
     const MARK: &str = "argument #";
     let mut out = String::with_capacity(message.len());
     let mut rest = message;

@@ -438,6 +438,7 @@ unsafe extern "C-unwind" fn set_hooks(state: *mut lua_State) -> c_int {
         (c"on_signal", &mut slots.on_signal),
         (c"on_file_changed", &mut slots.on_file_changed),
         (c"on_stream_closed", &mut slots.on_stream_closed),
+        (c"traces", &mut slots.traces),
     ] {
         // SAFETY: a table at argument 1; each field pushed is popped, or
         // popped into a registry slot.

@@ -20,6 +20,7 @@ use crate::log;
 use crate::net::frame::PREFIX_LEN;
 use crate::net::frame::{Body, ForwardFailure, Mode, Route};
 use crate::net::{Framing, NetError, Notice, ReadResult, Token, next_frame};
+use crate::rpc::wire::is_traced;
 
 /// What [`push_handler`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +349,7 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
             }
         }
         match decode_args(state, payload) {
+            Ok(count) if is_traced(payload) => call_traced(state, top, count, token),
             Ok(count) => {
                 pcall_logged(state, count, &|| format!("on_call of stream {token}"));
             }
@@ -368,6 +370,44 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
                 }
             }
         }
+        ffi::lua_settop(state, top);
+    }
+}
+
+/// Calls the handler at `top + 1` with a traced message ("@trace", id,
+/// msg, ...), its `count` decoded values above it: with `id` as the trace
+/// of the running coroutine (runtime_lua/trace.lua's table) and `msg, ...`
+/// as the arguments; the previous trace is put back afterwards. Leaves the
+/// stack at `top`.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), with the handler and the values on top.
+unsafe fn call_traced(state: *mut lua_State, top: c_int, count: c_int, token: Token) {
+    let traces = refs().traces;
+    // SAFETY: the contract; the handler is at top + 1 and the values above
+    // it (three at least: is_traced checked the array's length). The table
+    // and the previous id go below the handler so that the call consumes
+    // the handler and the message only.
+    unsafe {
+        if traces == ffi::LUA_REFNIL || ffi::lua_type(state, top + 3) != ffi::LUA_TSTRING {
+            pcall_logged(state, count, &|| format!("on_call of stream {token}"));
+            return;
+        }
+        // [handler, "@trace", id, msg...] -> [handler, msg..., "@trace", id]
+        ffi::lua_rotate(state, top + 2, -2);
+        push_ref(state, traces);
+        ffi::lua_pushthread(state);
+        ffi::lua_rawget(state, -2); // the previous id
+        ffi::lua_pushthread(state);
+        ffi::lua_pushvalue(state, -4); // the id
+        ffi::lua_rawset(state, -4);
+        // [handler, msg..., "@trace", id, traces, previous] -> [traces, previous, handler, msg...]
+        ffi::lua_rotate(state, top + 1, 2);
+        ffi::lua_pop(state, 2);
+        pcall_logged(state, count - 2, &|| format!("on_call of stream {token}"));
+        ffi::lua_pushthread(state);
+        ffi::lua_pushvalue(state, top + 2);
+        ffi::lua_rawset(state, top + 1);
         ffi::lua_settop(state, top);
     }
 }

@@ -61,6 +61,8 @@ pub struct Refs {
     pub on_file_changed: i32,
     /// Runtime hook called with the token and error of a stream that closed.
     pub on_stream_closed: i32,
+    /// coroutine -> trace id of the message it handles (weak keys; runtime_lua/trace.lua).
+    pub traces: i32,
 }
 
 impl Refs {
@@ -71,6 +73,7 @@ impl Refs {
         on_signal: mlua::ffi::LUA_REFNIL,
         on_file_changed: mlua::ffi::LUA_REFNIL,
         on_stream_closed: mlua::ffi::LUA_REFNIL,
+        traces: mlua::ffi::LUA_REFNIL,
     };
 }
 

@@ -5,17 +5,19 @@ use std::time::Duration;
 
 use mlua::ffi::{self, lua_State};
 
+use super::calls::{self, renumber_arguments};
 use super::host::with_host;
 use super::objects::{forget_object, push_listener, push_manager, push_stream};
 use super::raw::{Args, integer_arg, push_fail, push_fail_detail, raw_field, upvalue_integer, with_str};
 use super::security_options::{Side, security_arg};
-use super::{calls, dispatch, event_loop, introspect, pubsub_api};
-use crate::codec::encode_args;
+use super::{dispatch, event_loop, introspect, pubsub_api};
 use crate::codec::resp::encode_command;
+use crate::codec::{encode_args, encode_values};
 use crate::log;
 use crate::net::frame::{Header, Kind, Mode, Route};
 use crate::net::{Framing, Manager, NetError, SendError, Token};
 use crate::route::{RouteError, hash_bytes, hash_integer, service_id};
+use crate::rpc::wire::write_trace_head;
 
 /// What an argument that must be a service id should look like.
 const SERVICE_ID_EXPECTED: &str = "service id (argument #1) must be \"group.index\" or an integer group << 16 | index";
@@ -89,6 +91,7 @@ pub const STREAM_METHODS: Methods = &[
     (c"publish", pubsub_api::stream_publish),
     (c"_forward", stream_forward_tracked),
     (c"_cancel", stream_cancel),
+    (c"_tforward", stream_forward_traced),
     (c"_call", calls::stream_call),
     (c"_rcall", calls::stream_routed_call),
 ];
@@ -730,6 +733,68 @@ unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int 
     };
     // SAFETY: a running stream method with its arguments in `args`.
     unsafe { forward(&args, Mode::Hash, group_arg(&args, 1), key, 3) }
+}
+
+/// `stream._tforward(mode, trace, target, [key,] msg, ...)`: a forward
+/// carrying a trace id, sent as ("@trace", trace, msg, ...) (luna.cluster's
+/// forwards inside a traced handler). The key is there in hash mode only.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
+unsafe extern "C-unwind" fn stream_forward_traced(state: *mut lua_State) -> c_int {
+    // SAFETY: Lua called this stream method; `args` lives until it returns.
+    let (args, stream) = unsafe { (Args::new(state), token(state)) };
+    let Some(mode) = args.str(1).and_then(Mode::from_name) else {
+        let why = "mode (argument #1) must be target, master, random, broadcast or hash";
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
+    };
+    let Some(trace) = args.bytes(2) else {
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, "trace (argument #2) must be a string") };
+    };
+    let target = if mode == Mode::Target {
+        service_id_arg(&args, 3)
+    } else {
+        group_arg(&args, 3)
+    };
+    let (key, first) = if mode == Mode::Hash {
+        (hash_key_arg(&args, 4), 5)
+    } else {
+        (Some(0), 4)
+    };
+    let (Some(target), Some(key)) = (target, key) else {
+        let why = "target (argument #3) or key (argument #4) is not valid";
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
+    };
+    let last = args.count();
+    if last < first {
+        let why = format!("a message (argument #{first}) is required");
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, &why) };
+    }
+    let route = Route {
+        mode,
+        target,
+        key,
+        session: 0,
+        is_reply: false,
+    };
+    let output = Output::Frame(Kind::Forward, Header::Route(&route));
+    let result = encode_then_send(stream, output, |out| {
+        write_trace_head(out, trace, (last - first + 1) as u32);
+        // SAFETY: the stack contract; `first..=last` are argument slots, read
+        // while the host is not borrowed.
+        unsafe { encode_values(state, first, last, out) }
+    });
+    // The caller's message starts two arguments earlier (no mode, no trace).
+    let result = result.map_err(|error| match error {
+        SendError::Encode(message) => SendError::Encode(renumber_arguments(&message, 2)),
+        other => other,
+    });
+    // SAFETY: the stack contract of a C function.
+    unsafe { push_send_result(state, result) }
 }
 
 /// The route of a tracked forward from the arguments `mode, target, key`

@@ -1,10 +1,11 @@
 //! The RPC messages on the wire: a call is ("@call", session, reply_to,
 //! method, ...) or ("@tcall", session, reply_to, trace, method, ...); an
-//! answer is ("@ret", session, from_id, ok, ...). The core writes a call's
-//! head itself and reads an answer's session before anything is decoded
-//! into Lua, so answers to the core's calls never reach a script.
+//! answer is ("@ret", session, from_id, ok, ...); a one-way message with a
+//! trace id is ("@trace", trace, msg, ...). The core writes these heads
+//! itself and reads an answer's session and a message's trace id before
+//! anything is decoded into Lua.
 
-use rmp::encode::{write_array_len, write_str, write_uint};
+use rmp::encode::{write_array_len, write_bin_len, write_str, write_str_len, write_uint};
 
 /// The elements of a call's head before the method: tag, session, reply_to (and trace).
 pub fn head_len(traced: bool) -> u32 {
@@ -22,6 +23,27 @@ pub fn write_call_head(out: &mut Vec<u8>, session: u32, reply_to: u32, trace: Op
     if let Some(trace) = trace {
         let _ = write_str(out, trace);
     }
+}
+
+/// Writes the array header of a traced one-way message with `values`
+/// elements after its head, then the head ("@trace", trace).
+pub fn write_trace_head(out: &mut Vec<u8>, trace: &[u8], values: u32) {
+    // Writing to a Vec cannot fail; the id is text as luna makes them, bytes otherwise.
+    let _ = write_array_len(out, 2 + values);
+    let _ = write_str(out, "@trace");
+    let _ = if std::str::from_utf8(trace).is_ok() {
+        write_str_len(out, trace.len() as u32)
+    } else {
+        write_bin_len(out, trace.len() as u32)
+    };
+    out.extend_from_slice(trace);
+}
+
+/// True when a message is ("@trace", trace, msg, ...): the core makes the
+/// trace id current while the message's handler runs and hands it the rest.
+pub fn is_traced(payload: &[u8]) -> bool {
+    let mut rest = payload;
+    matches!(rmp::decode::read_array_len(&mut rest), Ok(len) if len >= 3) && rest.starts_with(b"\xa6@trace")
 }
 
 /// The session of an answer ("@ret", session, from_id, ok, ...); None for
@@ -87,5 +109,23 @@ mod tests {
         );
         assert_eq!(answer_session(&[0x94, 0xa4, b'@']), None, "truncated");
         assert_eq!(answer_session(&[]), None);
+    }
+
+    #[test]
+    fn a_trace_head_is_what_a_peer_decodes_and_is_recognised() {
+        let mut out = Vec::new();
+        write_trace_head(&mut out, b"00ab12cd00000001", 2);
+        rmpv::encode::write_value(&mut out, &"echo".into()).unwrap();
+        rmpv::encode::write_value(&mut out, &7.into()).unwrap();
+        assert!(is_traced(&out));
+        let value = rmpv::decode::read_value(&mut out.as_slice()).unwrap();
+        let expected: Vec<rmpv::Value> = vec!["@trace".into(), "00ab12cd00000001".into(), "echo".into(), 7.into()];
+        assert_eq!(value, rmpv::Value::Array(expected));
+        assert!(
+            !is_traced(&message(&["@trace".into(), "id".into()])),
+            "no message after the id"
+        );
+        assert!(!is_traced(&message(&["echo".into(), "@trace".into(), 1.into()])));
+        assert!(!is_traced(&[]));
     }
 }

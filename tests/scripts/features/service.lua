@@ -17,6 +17,15 @@ end
 
 function handlers.echo(value) return value, node.name end
 
+-- One-way: prints the trace id it runs under and passes the note on to
+-- the next id of `path` (a forward made here carries the same id).
+function handlers.trace_note(path, at)
+    at = at or 1
+    print("trace_note " .. node.name .. " " .. tostring(luna.trace_id()))
+    local next_id = path[at + 1]
+    if next_id then node.forward_target(next_id, "trace_note", path, at + 1) end
+end
+
 -- One-way: prints what arrived.
 function handlers.note(text) print("note " .. node.name .. " " .. tostring(text)) end
 
