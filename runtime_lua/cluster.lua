@@ -251,6 +251,7 @@ function connect(node, link)
         pubsub.link_up(node, link)
     end
     stream.on_call = function(msg, ...) return on_router_message(node, link, stream, msg, ...) end
+    stream._on_rpc = rpc.call_server(stream, node, node.id)
     stream.on_call_failed = rpc.call_failed
     stream.on_broadcast_targets = rpc.broadcast_targets
     stream.on_forward_error = function(...) return on_forward_error(node, ...) end

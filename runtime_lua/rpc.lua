@@ -310,6 +310,25 @@ local function run_handler(stream, handlers, self_id, session, reply_to, method,
     serving = serving - 1
 end
 
+-- Calls without a trace id skip the Lua dispatch: the core runs
+-- stream._on_rpc(session, reply_to, method, ...) in one of its worker
+-- coroutines (src/lua/calls.rs), which run this body. A worker yields
+-- PARKED when its job is done, and the core keeps it for the next call.
+local PARKED = setmetatable({}, { __name = "luna.rpc worker (parked)" })
+local function worker(fn, ...)
+    fn(...)
+    return worker(yield(PARKED))
+end
+luna._set_hooks({ rpc_worker = worker, rpc_parked = PARKED })
+
+--- The core's entry for the calls of `stream`: runs owner.handlers[method]
+--- (looked up on every call) and answers as `self_id`.
+function M.call_server(stream, owner, self_id)
+    return function(session, reply_to, method, ...)
+        return run_handler(stream, owner.handlers, self_id, session, reply_to, method, ...)
+    end
+end
+
 -- A call that carries a trace id: the handler's coroutine has it while it runs.
 local function run_traced_handler(stream, handlers, self_id, session, reply_to, trace, ...)
     local co = running()
@@ -387,6 +406,7 @@ function M.serve(stream, handlers, fallback)
         fallback = existing -- keep the script's own handler for plain messages
     end
     stream._rpc_served = true
+    stream._on_rpc = M.call_server(stream, { handlers = handlers }, 0)
     stream.on_call = function(msg, ...)
         if dispatch(stream, handlers, 0, msg, ...) then return end
         if fallback then return fallback(msg, ...) end

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 
 use mlua::ffi::{self, lua_State};
 
-use super::host::with_host;
-use super::raw::{Args, lossy, push_fail, push_fail_detail};
+use super::dispatch::{Lookup, push_handler};
+use super::host::{refs, with_host};
+use super::raw::{Args, lossy, push_fail, push_fail_detail, push_ref};
 use super::sockets::{Output, encode_then_send, push_send_result, token, tracked_route};
 use crate::codec::{decode_args, encode_values};
 use crate::log;
 use crate::net::frame::{Header, Kind, Route};
 use crate::net::{NetError, SendError, Token};
-use crate::rpc::wire::{answer_session, write_call_head};
+use crate::rpc::wire::{answer_session, is_call, write_call_head};
 use crate::rpc::{Counters, Pending, PendingCalls};
 
 /// Where a call goes: on the stream itself, or through the router at its end.
@@ -206,8 +207,7 @@ pub(super) fn renumber_arguments(message: &str, shift: c_int) -> String {
 }
 
 /// Resumes the coroutine `waiter` (a registry reference, released here)
-/// with the `count` values on top of `state`, which are consumed. An error
-/// the coroutine ends with is logged with its traceback.
+/// with the `count` values on top of `state`, which are consumed.
 ///
 /// # Safety
 /// The [stack contract](super::raw#safety), with `count` values on top.
@@ -232,21 +232,119 @@ unsafe fn resume_waiter(state: *mut lua_State, waiter: c_int, count: c_int) {
             count
         };
         ffi::lua_xmove(state, coroutine, moved);
-        let mut results = 0;
-        let status = ffi::lua_resume(coroutine, state, moved, &mut results);
-        if status == ffi::LUA_OK || status == ffi::LUA_YIELD {
-            ffi::lua_pop(coroutine, results);
-        } else {
-            let message = CString::new(lossy(coroutine, -1).replace('\0', "\\0")).unwrap_or_default();
-            ffi::luaL_traceback(state, coroutine, message.as_ptr(), 0);
-            let traceback = lossy(state, -1);
-            drop(message);
-            log::error(&format!("error in coroutine: {traceback}"));
-            ffi::lua_pop(state, 1);
-            ffi::lua_settop(coroutine, 0);
-        }
+        resume_on_top(state, moved);
         ffi::lua_pop(state, 1);
     }
+}
+
+/// Resumes the coroutine on top of `state` with the `count` values on top
+/// of its own stack. When it yields `rpc_parked` (a worker whose job is
+/// done), it goes back to the pool of workers; an error it ends with is
+/// logged with its traceback. The thread stays on `state`.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), with a suspended (or new)
+/// coroutine on top holding `count` values for the resume.
+unsafe fn resume_on_top(state: *mut lua_State, count: c_int) {
+    // SAFETY: the contract; what the coroutine yields or returns is popped
+    // from its stack, and the error value read before it is cleared.
+    unsafe {
+        let coroutine = ffi::lua_tothread(state, -1);
+        let mut results = 0;
+        let status = ffi::lua_resume(coroutine, state, count, &mut results);
+        if status == ffi::LUA_YIELD || status == ffi::LUA_OK {
+            let parked = status == ffi::LUA_YIELD && results == 1 && yielded_parked(state, coroutine);
+            ffi::lua_pop(coroutine, results);
+            if parked && with_host(|host| host.workers.len()) < MAX_IDLE_WORKERS {
+                ffi::lua_pushvalue(state, -1);
+                let worker = ffi::luaL_ref(state, ffi::LUA_REGISTRYINDEX);
+                with_host(|host| host.workers.push(worker));
+            }
+            return;
+        }
+        let message = CString::new(lossy(coroutine, -1).replace('\0', "\\0")).unwrap_or_default();
+        ffi::luaL_traceback(state, coroutine, message.as_ptr(), 0);
+        let traceback = lossy(state, -1);
+        drop(message);
+        log::error(&format!("error in coroutine: {traceback}"));
+        ffi::lua_pop(state, 1);
+        ffi::lua_settop(coroutine, 0);
+    }
+}
+
+/// Idle worker coroutines kept for the next calls; more are left to the collector.
+const MAX_IDLE_WORKERS: usize = 256;
+
+/// True when the one value `coroutine` yielded is the `rpc_parked` marker.
+///
+/// # Safety
+/// The [stack contract](super::raw#safety); `coroutine` has yielded one value.
+unsafe fn yielded_parked(state: *mut lua_State, coroutine: *mut lua_State) -> bool {
+    let parked = refs().rpc_parked;
+    // SAFETY: the contract; the marker and a copy of the yielded value are
+    // pushed on `state` and popped again.
+    unsafe {
+        if parked == ffi::LUA_REFNIL || ffi::lua_checkstack(state, 2) == 0 {
+            return false;
+        }
+        push_ref(state, parked);
+        ffi::lua_pushvalue(coroutine, -1);
+        ffi::lua_xmove(coroutine, state, 1);
+        let same = ffi::lua_rawequal(state, -1, -2) != 0;
+        ffi::lua_pop(state, 2);
+        same
+    }
+}
+
+/// Runs a call ("@call", session, reply_to, method, ...) of a stream whose
+/// table has `_on_rpc` (set by `rpc.serve` and `luna.cluster`): calls
+/// `_on_rpc(session, reply_to, method, ...)` in a worker coroutine of the
+/// pool, with no Lua dispatch in between. False when the message is not
+/// such a call or the stream has no `_on_rpc` (its `on_call` gets it).
+///
+/// # Safety
+/// The [stack contract](super::raw#safety).
+pub unsafe fn serve_call(state: *mut lua_State, token: Token, payload: &[u8]) -> bool {
+    let worker_body = refs().rpc_worker;
+    if worker_body == ffi::LUA_REFNIL || !is_call(payload) {
+        return false;
+    }
+    // SAFETY: the contract; the handler, the worker and the decoded values
+    // go above `top`, which every path restores; the worker's stack gets
+    // its body (new workers) and the arguments, checked for room first.
+    unsafe {
+        let top = ffi::lua_gettop(state);
+        if push_handler(state, token, &[c"_on_rpc"]) != Lookup::Found {
+            return false;
+        }
+        match with_host(|host| host.workers.pop()) {
+            Some(worker) => {
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::lua_Integer::from(worker));
+                ffi::luaL_unref(state, ffi::LUA_REGISTRYINDEX, worker);
+            }
+            None => {
+                let worker = ffi::lua_newthread(state);
+                push_ref(state, worker_body);
+                ffi::lua_xmove(state, worker, 1);
+            }
+        }
+        let worker = ffi::lua_tothread(state, -1);
+        // [handler, worker] -> [worker, handler, "@call", session, reply_to, method, ...]
+        ffi::lua_insert(state, -2);
+        let Ok(count) = decode_args(state, payload) else {
+            ffi::lua_settop(state, top);
+            return false;
+        };
+        ffi::lua_remove(state, top + 3);
+        if ffi::lua_checkstack(worker, count + 1) == 0 {
+            ffi::lua_settop(state, top);
+            return false;
+        }
+        ffi::lua_xmove(state, worker, count);
+        resume_on_top(state, count);
+        ffi::lua_settop(state, top);
+    }
+    true
 }
 
 /// Resumes `waiter` with nil and `error`.

@@ -422,8 +422,9 @@ unsafe extern "C-unwind" fn notify(state: *mut lua_State) -> c_int {
     unsafe { return_boolean(state, true) }
 }
 
-/// `luna._set_hooks{on_signal = f, on_file_changed = f, on_stream_closed = f}`: the
-/// runtime's entry points; fields left out keep their current hook.
+/// `luna._set_hooks{on_signal = f, on_file_changed = f, on_stream_closed = f,
+/// traces = t, rpc_worker = f, rpc_parked = v}`: the runtime's entry points
+/// and the values the core shares with it; fields left out keep their current value.
 ///
 /// # Safety
 /// A C function: Lua calls it (the [stack contract](super::raw#safety)).
@@ -439,6 +440,8 @@ unsafe extern "C-unwind" fn set_hooks(state: *mut lua_State) -> c_int {
         (c"on_file_changed", &mut slots.on_file_changed),
         (c"on_stream_closed", &mut slots.on_stream_closed),
         (c"traces", &mut slots.traces),
+        (c"rpc_worker", &mut slots.rpc_worker),
+        (c"rpc_parked", &mut slots.rpc_parked),
     ] {
         // SAFETY: a table at argument 1; each field pushed is popped, or
         // popped into a registry slot.

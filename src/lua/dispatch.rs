@@ -320,8 +320,8 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
 /// # Safety
 /// The [stack contract](super::raw#safety).
 unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], from_peer: bool) {
-    // SAFETY: the caller's contract, passed on.
-    if unsafe { calls::deliver_answer(state, token, payload) } {
+    // SAFETY: the caller's contract, passed on (answers and calls the core handles).
+    if unsafe { calls::deliver_answer(state, token, payload) || calls::serve_call(state, token, payload) } {
         return;
     }
     // SAFETY: the handler and the decoded arguments go above `top`, which is

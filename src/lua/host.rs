@@ -46,6 +46,8 @@ pub struct Host {
     pub unhandled_forward_errors: u64,
     /// RPC calls of this process waiting for their answers.
     pub calls: PendingCalls,
+    /// Registry references of idle worker coroutines (calls are served in them).
+    pub workers: Vec<i32>,
 }
 
 /// Registry slots of the Lua tables the core uses.
@@ -63,6 +65,10 @@ pub struct Refs {
     pub on_stream_closed: i32,
     /// coroutine -> trace id of the message it handles (weak keys; runtime_lua/trace.lua).
     pub traces: i32,
+    /// The body of the core's worker coroutines: runs a job, then yields `rpc_parked`.
+    pub rpc_worker: i32,
+    /// What a worker coroutine yields when its job is done (runtime_lua/rpc.lua).
+    pub rpc_parked: i32,
 }
 
 impl Refs {
@@ -74,6 +80,8 @@ impl Refs {
         on_file_changed: mlua::ffi::LUA_REFNIL,
         on_stream_closed: mlua::ffi::LUA_REFNIL,
         traces: mlua::ffi::LUA_REFNIL,
+        rpc_worker: mlua::ffi::LUA_REFNIL,
+        rpc_parked: mlua::ffi::LUA_REFNIL,
     };
 }
 

@@ -117,6 +117,7 @@ fn boot_host() -> std::io::Result<Host> {
         ready: Vec::new(),
         unhandled_forward_errors: 0,
         calls: PendingCalls::new(),
+        workers: Vec::new(),
     })
 }
 

@@ -651,13 +651,7 @@ unsafe fn forward(args: &Args, mode: Mode, target: Option<u32>, key: u64, first:
         // SAFETY: the stack contract of a C function.
         return unsafe { push_fail_detail(args.state(), NetError::InvalidParam, why) };
     };
-    let route = Route {
-        mode,
-        target,
-        key,
-        session: 0,
-        is_reply: false,
-    };
+    let route = Route::new(mode, target, key, 0);
     // SAFETY: forwarded from the caller.
     unsafe { send_args(args, Kind::Forward, Header::Route(&route), first) }
 }
@@ -774,13 +768,7 @@ unsafe extern "C-unwind" fn stream_forward_traced(state: *mut lua_State) -> c_in
         // SAFETY: the stack contract of a C function.
         return unsafe { push_fail_detail(state, NetError::InvalidParam, &why) };
     }
-    let route = Route {
-        mode,
-        target,
-        key,
-        session: 0,
-        is_reply: false,
-    };
+    let route = Route::new(mode, target, key, 0);
     let output = Output::Frame(Kind::Forward, Header::Route(&route));
     let result = encode_then_send(stream, output, |out| {
         write_trace_head(out, trace, (last - first + 1) as u32);
@@ -819,13 +807,7 @@ pub(super) fn tracked_route(args: &Args, at: c_int, session: u32) -> Result<Rout
         let (t, k) = (at + 1, at + 2);
         return Err(format!("target (argument #{t}) or key (argument #{k}) is not valid"));
     };
-    Ok(Route {
-        mode,
-        target,
-        key,
-        session,
-        is_reply: false,
-    })
+    Ok(Route::new(mode, target, key, session))
 }
 
 /// `stream._forward(mode, target, key, session, is_reply, msg, ...)`: a forward

@@ -35,6 +35,7 @@ impl Bindings {
             ready: Vec::new(),
             unhandled_forward_errors: 0,
             calls: PendingCalls::new(),
+            workers: Vec::new(),
         });
         let lua = Lua::new();
         let luna = lua.create_table().expect("a table");

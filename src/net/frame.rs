@@ -138,6 +138,19 @@ pub struct Route {
     pub is_reply: bool,
 }
 
+impl Route {
+    /// A forward that is not an answer: one-way (session 0) or a tracked call.
+    pub fn new(mode: Mode, target: u32, key: u64, session: u32) -> Route {
+        Route {
+            mode,
+            target,
+            key,
+            session,
+            is_reply: false,
+        }
+    }
+}
+
 /// A parsed frame body, borrowing the payload.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Body<'a> {

@@ -46,6 +46,13 @@ pub fn is_traced(payload: &[u8]) -> bool {
     matches!(rmp::decode::read_array_len(&mut rest), Ok(len) if len >= 3) && rest.starts_with(b"\xa6@trace")
 }
 
+/// True when a message is a call without a trace id ("@call", session,
+/// reply_to, method, ...), which the core runs in a worker coroutine.
+pub fn is_call(payload: &[u8]) -> bool {
+    let mut rest = payload;
+    matches!(rmp::decode::read_array_len(&mut rest), Ok(len) if len >= 4) && rest.starts_with(b"\xa5@call")
+}
+
 /// The session of an answer ("@ret", session, from_id, ok, ...); None for
 /// any other message.
 pub fn answer_session(payload: &[u8]) -> Option<u32> {
@@ -127,5 +134,19 @@ mod tests {
         );
         assert!(!is_traced(&message(&["echo".into(), "@trace".into(), 1.into()])));
         assert!(!is_traced(&[]));
+    }
+
+    #[test]
+    fn calls_are_recognised_by_tag_and_length() {
+        let mut out = Vec::new();
+        write_call_head(&mut out, 9, 0, None, 1);
+        rmpv::encode::write_value(&mut out, &"add".into()).unwrap();
+        assert!(is_call(&out));
+        let mut traced = Vec::new();
+        write_call_head(&mut traced, 9, 0, Some("t"), 1);
+        rmpv::encode::write_value(&mut traced, &"add".into()).unwrap();
+        assert!(!is_call(&traced), "@tcall goes to the script");
+        assert!(!is_call(&message(&["@call".into(), 1.into(), 0.into()])), "no method");
+        assert!(!is_call(&message(&["@ret".into(), 1.into(), 0.into(), true.into()])));
     }
 }
