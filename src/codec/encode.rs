@@ -109,11 +109,13 @@ fn describe_failure(failure: &Failure, argument: c_int) -> String {
 }
 
 impl Encoder<'_> {
-    /// Writes the value at the absolute index `index`.
+    /// Writes the value at the absolute index `index`. Inlined in each
+    /// loop: only tables recurse (through [`Self::table`]).
     ///
     /// # Safety
     /// The stack contract of `lua::raw` on `self.state`, `index` a valid
     /// absolute index, and the encoder's invariant.
+    #[inline(always)]
     unsafe fn value(&mut self, index: c_int, depth: usize) -> Outcome {
         let state = self.state;
         // SAFETY: the contract; each accessor matches the type just checked
@@ -126,41 +128,49 @@ impl Encoder<'_> {
                         return fail("a string longer than 4 GiB".into());
                     };
                     let text = bytes.is_ascii() || std::str::from_utf8(bytes).is_ok();
-                    self.out.reserve(5 + bytes.len());
-                    write_string_header(self.out, len, text);
-                    self.out.extend_from_slice(bytes);
+                    put(self.out, string_header(len, text), bytes);
                     Ok(())
                 }),
                 ffi::LUA_TNUMBER => {
-                    if ffi::lua_isinteger(state, index) != 0 {
-                        write_integer(self.out, ffi::lua_tointegerx(state, index, std::ptr::null_mut()));
+                    let small = if ffi::lua_isinteger(state, index) != 0 {
+                        integer(ffi::lua_tointegerx(state, index, std::ptr::null_mut()))
                     } else {
                         let value = ffi::lua_tonumberx(state, index, std::ptr::null_mut());
-                        let mut bytes = [0xcb; 9];
-                        bytes[1..].copy_from_slice(&value.to_bits().to_be_bytes());
-                        self.out.extend_from_slice(&bytes);
-                    }
+                        Small::with(0xcb, value.to_bits().to_be_bytes())
+                    };
+                    put(self.out, small, &[]);
                     Ok(())
                 }
                 ffi::LUA_TTABLE => self.table(index, depth + 1),
                 ffi::LUA_TBOOLEAN => {
-                    self.out.push(if ffi::lua_toboolean(state, index) != 0 {
+                    let marker = if ffi::lua_toboolean(state, index) != 0 {
                         0xc3
                     } else {
                         0xc2
-                    });
+                    };
+                    put(self.out, Small::with(marker, []), &[]);
                     Ok(())
                 }
                 ffi::LUA_TNIL => {
-                    self.out.push(0xc0);
+                    put(self.out, Small::with(0xc0, []), &[]);
                     Ok(())
                 }
-                other => fail(format!(
-                    "a {}",
-                    CStr::from_ptr(ffi::lua_typename(state, other)).to_string_lossy()
-                )),
+                other => self.unsendable(other),
             }
         }
+    }
+
+    /// The failure for a value of a type MessagePack has no place for.
+    ///
+    /// # Safety
+    /// `self.state` is live; `kind` is a Lua type tag.
+    #[cold]
+    #[inline(never)]
+    unsafe fn unsendable(&self, kind: c_int) -> Outcome {
+        // SAFETY: a live state (the caller's promise); lua_typename returns a
+        // static string for any type tag.
+        let name = unsafe { CStr::from_ptr(ffi::lua_typename(self.state, kind)) };
+        fail(format!("a {}", name.to_string_lossy()))
     }
 
     /// Writes the table at the absolute index `index` (at depth `depth`),
@@ -168,6 +178,7 @@ impl Encoder<'_> {
     ///
     /// # Safety
     /// As [`Self::value`], with a table at `index`.
+    #[inline(never)]
     unsafe fn table(&mut self, index: c_int, depth: usize) -> Outcome {
         let state = self.state;
         if depth > MAX_DEPTH {
@@ -210,7 +221,7 @@ impl Encoder<'_> {
         let key_at = self.key_at(depth);
         // Most maps have at most 15 entries: a fixmap marker, widened if not.
         let header_at = self.out.len();
-        self.out.push(0x80);
+        put(self.out, map_header(0), &[]);
         let mut pairs = 0u64;
         // SAFETY: the contract; lua_next pushes a key and a value at key_at
         // (the top, by the invariant), `entry` pops the value, and the last
@@ -228,10 +239,9 @@ impl Encoder<'_> {
         if count <= 15 {
             self.out[header_at] = 0x80 | count as u8;
         } else {
-            let mut header = [0u8; 5];
-            let header_len = map_header(&mut header, count);
+            let header = map_header(count);
             self.out
-                .splice(header_at..=header_at, header[..header_len].iter().copied());
+                .splice(header_at..=header_at, header.bytes[..header.len].iter().copied());
         }
         Ok(())
     }
@@ -326,9 +336,7 @@ impl Encoder<'_> {
                 }
                 ffi::lua_pop(state, 1);
             } else {
-                let mut header = [0u8; 5];
-                let header_len = map_header(&mut header, count);
-                self.out.extend_from_slice(&header[..header_len]);
+                put(self.out, map_header(count), &[]);
                 ffi::lua_pushnil(state);
                 while ffi::lua_next(state, index) != 0 {
                     self.entry(key_at, depth)?;
@@ -401,89 +409,87 @@ impl Encoder<'_> {
     }
 }
 
-// MessagePack markers, written directly: the encoder's hot path.
+// MessagePack markers, written directly: the encoder's hot path. Each is
+// built in a fixed 9-byte buffer and appended with one capacity check.
 
-fn write_integer(out: &mut Vec<u8>, value: i64) {
-    match value {
-        0..=0x7f => out.push(value as u8),
-        -32..=-1 => out.push(value as u8),
-        0x80..=0xff => out.extend_from_slice(&[0xcc, value as u8]),
-        0x100..=0xffff => {
-            out.push(0xcd);
-            out.extend_from_slice(&(value as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(0xce);
-            out.extend_from_slice(&(value as u32).to_be_bytes());
-        }
-        0x1_0000_0000.. => {
-            out.push(0xcf);
-            out.extend_from_slice(&(value as u64).to_be_bytes());
-        }
-        -0x80..=-33 => out.extend_from_slice(&[0xd0, value as u8]),
-        -0x8000..=-0x81 => {
-            out.push(0xd1);
-            out.extend_from_slice(&(value as i16).to_be_bytes());
-        }
-        -0x8000_0000..=-0x8001 => {
-            out.push(0xd2);
-            out.extend_from_slice(&(value as i32).to_be_bytes());
-        }
-        _ => {
-            out.push(0xd3);
-            out.extend_from_slice(&value.to_be_bytes());
-        }
+/// A marker and its payload (at most 9 bytes), `len` of them used.
+struct Small {
+    bytes: [u8; 9],
+    len: usize,
+}
+
+impl Small {
+    /// `marker` followed by the big-endian `payload`.
+    #[inline(always)]
+    fn with<const N: usize>(marker: u8, payload: [u8; N]) -> Small {
+        let mut bytes = [0u8; 9];
+        bytes[0] = marker;
+        bytes[1..1 + N].copy_from_slice(&payload);
+        Small { bytes, len: 1 + N }
     }
 }
 
-fn write_string_header(out: &mut Vec<u8>, len: u32, text: bool) {
+/// Appends `small` and then `tail`, with one capacity check.
+#[inline(always)]
+fn put(out: &mut Vec<u8>, small: Small, tail: &[u8]) {
+    out.reserve(9 + tail.len());
+    let at = out.len();
+    // SAFETY: `reserve` made room for 9 + tail.len() bytes past `at`: all 9
+    // bytes of `small` are written there (its unused ones are overwritten by
+    // `tail` or left past the length), then `tail` right after its used ones;
+    // the new length covers only initialized bytes.
+    unsafe {
+        let end = out.as_mut_ptr().add(at);
+        end.cast::<[u8; 9]>().write_unaligned(small.bytes);
+        std::ptr::copy_nonoverlapping(tail.as_ptr(), end.add(small.len), tail.len());
+        out.set_len(at + small.len + tail.len());
+    }
+}
+
+#[inline(always)]
+fn integer(value: i64) -> Small {
+    match value {
+        -32..=0x7f => Small::with(value as u8, []),
+        0x80..=0xff => Small::with(0xcc, [value as u8]),
+        0x100..=0xffff => Small::with(0xcd, (value as u16).to_be_bytes()),
+        0x1_0000..=0xffff_ffff => Small::with(0xce, (value as u32).to_be_bytes()),
+        0x1_0000_0000.. => Small::with(0xcf, (value as u64).to_be_bytes()),
+        -0x80..=-33 => Small::with(0xd0, [value as u8]),
+        -0x8000..=-0x81 => Small::with(0xd1, (value as i16).to_be_bytes()),
+        -0x8000_0000..=-0x8001 => Small::with(0xd2, (value as i32).to_be_bytes()),
+        _ => Small::with(0xd3, value.to_be_bytes()),
+    }
+}
+
+#[inline(always)]
+fn string_header(len: u32, text: bool) -> Small {
     match (text, len) {
-        (true, 0..=31) => out.push(0xa0 | len as u8),
-        (true, 32..=0xff) => out.extend_from_slice(&[0xd9, len as u8]),
-        (false, 0..=0xff) => out.extend_from_slice(&[0xc4, len as u8]),
-        (_, 0x100..=0xffff) => {
-            out.push(if text { 0xda } else { 0xc5 });
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(if text { 0xdb } else { 0xc6 });
-            out.extend_from_slice(&len.to_be_bytes());
-        }
+        (true, 0..=31) => Small::with(0xa0 | len as u8, []),
+        (true, 32..=0xff) => Small::with(0xd9, [len as u8]),
+        (false, 0..=0xff) => Small::with(0xc4, [len as u8]),
+        (_, 0x100..=0xffff) => Small::with(if text { 0xda } else { 0xc5 }, (len as u16).to_be_bytes()),
+        _ => Small::with(if text { 0xdb } else { 0xc6 }, len.to_be_bytes()),
+    }
+}
+
+fn array_header(len: u32) -> Small {
+    match len {
+        0..=15 => Small::with(0x90 | len as u8, []),
+        16..=0xffff => Small::with(0xdc, (len as u16).to_be_bytes()),
+        _ => Small::with(0xdd, len.to_be_bytes()),
+    }
+}
+
+fn map_header(len: u32) -> Small {
+    match len {
+        0..=15 => Small::with(0x80 | len as u8, []),
+        16..=0xffff => Small::with(0xde, (len as u16).to_be_bytes()),
+        _ => Small::with(0xdf, len.to_be_bytes()),
     }
 }
 
 fn write_array_header(out: &mut Vec<u8>, len: u32) {
-    match len {
-        0..=15 => out.push(0x90 | len as u8),
-        16..=0xffff => {
-            out.push(0xdc);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdd);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-}
-
-/// Writes a map header into `header`; returns its length.
-fn map_header(header: &mut [u8; 5], len: u32) -> usize {
-    match len {
-        0..=15 => {
-            header[0] = 0x80 | len as u8;
-            1
-        }
-        16..=0xffff => {
-            header[0] = 0xde;
-            header[1..3].copy_from_slice(&(len as u16).to_be_bytes());
-            3
-        }
-        _ => {
-            header[0] = 0xdf;
-            header[1..5].copy_from_slice(&len.to_be_bytes());
-            5
-        }
-    }
+    put(out, array_header(len), &[]);
 }
 
 #[cfg(test)]
@@ -505,28 +511,27 @@ mod tests {
         ]);
         for v in values {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            write_integer(&mut ours, v);
+            put(&mut ours, integer(v), &[]);
             rmp::encode::write_sint(&mut theirs, v).unwrap();
             assert_eq!(ours, theirs, "integer {v}");
         }
         for len in [0u32, 31, 32, 255, 256, 65535, 65536] {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            write_string_header(&mut ours, len, true);
+            put(&mut ours, string_header(len, true), &[]);
             rmp::encode::write_str_len(&mut theirs, len).unwrap();
             assert_eq!(ours, theirs, "str {len}");
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            write_string_header(&mut ours, len, false);
+            put(&mut ours, string_header(len, false), &[]);
             rmp::encode::write_bin_len(&mut theirs, len).unwrap();
             assert_eq!(ours, theirs, "bin {len}");
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             write_array_header(&mut ours, len);
             rmp::encode::write_array_len(&mut theirs, len).unwrap();
             assert_eq!(ours, theirs, "array {len}");
-            let mut header = [0u8; 5];
-            let used = map_header(&mut header, len);
+            let header = map_header(len);
             let mut theirs = Vec::new();
             rmp::encode::write_map_len(&mut theirs, len).unwrap();
-            assert_eq!(&header[..used], &theirs[..], "map {len}");
+            assert_eq!(&header.bytes[..header.len], &theirs[..], "map {len}");
         }
     }
 }
