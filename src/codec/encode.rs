@@ -124,6 +124,9 @@ impl Encoder<'_> {
         unsafe {
             match ffi::lua_type(state, index) {
                 ffi::LUA_TSTRING => with_string(state, index, |bytes| {
+                    if bytes.len() <= 16 && put_short_ascii(self.out, bytes) {
+                        return Ok(());
+                    }
                     let Ok(len) = u32::try_from(bytes.len()) else {
                         return fail("a string longer than 4 GiB".into());
                     };
@@ -446,6 +449,58 @@ fn put(out: &mut Vec<u8>, small: Small, tail: &[u8]) {
     }
 }
 
+/// Appends a string of at most 16 bytes as a fixstr if it is ASCII (most
+/// keys and many values are): the check and the copy use the same two
+/// overlapping loads, no loop and no memcpy call. Returns false, having
+/// written nothing, for other strings.
+#[inline(always)]
+fn put_short_ascii(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let len = bytes.len();
+    debug_assert!(len <= 16);
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    let (first, last) = match len {
+        8.. => (word(0), word(len - 8)),
+        4.. => (u64::from(half(0)), u64::from(half(len - 4))),
+        1.. => (
+            u64::from(bytes[0]) | u64::from(bytes[len / 2]) << 8,
+            u64::from(bytes[len - 1]),
+        ),
+        0 => (0, 0),
+    };
+    if (first | last) & 0x8080_8080_8080_8080 != 0 {
+        return false;
+    }
+    out.reserve(17);
+    let at = out.len();
+    // SAFETY: `reserve` made room for 17 bytes past `at`; the header and
+    // the `len` (at most 16) bytes after it are written, each store within
+    // them, and the new length covers exactly those.
+    unsafe {
+        let end = out.as_mut_ptr().add(at);
+        end.write(0xa0 | len as u8);
+        let data = end.add(1);
+        match len {
+            8.. => {
+                data.cast::<u64>().write_unaligned(first.to_le());
+                data.add(len - 8).cast::<u64>().write_unaligned(last.to_le());
+            }
+            4.. => {
+                data.cast::<u32>().write_unaligned((first as u32).to_le());
+                data.add(len - 4).cast::<u32>().write_unaligned((last as u32).to_le());
+            }
+            1.. => {
+                data.write(first as u8);
+                data.add(len / 2).write((first >> 8) as u8);
+                data.add(len - 1).write(last as u8);
+            }
+            0 => {}
+        }
+        out.set_len(at + 1 + len);
+    }
+    true
+}
+
 #[inline(always)]
 fn integer(value: i64) -> Small {
     match value {
@@ -532,6 +587,33 @@ mod tests {
             let mut theirs = Vec::new();
             rmp::encode::write_map_len(&mut theirs, len).unwrap();
             assert_eq!(&header.bytes[..header.len], &theirs[..], "map {len}");
+        }
+    }
+
+    #[test]
+    fn short_strings_match_rmp() {
+        for len in 0..=17usize {
+            let ascii: Vec<u8> = (0..len).map(|i| b'a' + i as u8).collect();
+            let mut cases = vec![ascii.clone()];
+            for high in 0..len {
+                let mut bytes = ascii.clone();
+                bytes[high] = 0xff;
+                cases.push(bytes);
+            }
+            for bytes in cases {
+                let mut ours = Vec::new();
+                if !(len <= 16 && put_short_ascii(&mut ours, &bytes)) {
+                    assert!(len > 16 || !bytes.is_ascii(), "{bytes:?} is ASCII");
+                    put(&mut ours, string_header(len as u32, bytes.is_ascii()), &bytes);
+                }
+                let mut theirs = Vec::new();
+                if bytes.is_ascii() {
+                    rmp::encode::write_str(&mut theirs, std::str::from_utf8(&bytes).unwrap()).unwrap();
+                } else {
+                    rmp::encode::write_bin(&mut theirs, &bytes).unwrap();
+                }
+                assert_eq!(ours, theirs, "{bytes:?}");
+            }
         }
     }
 }
