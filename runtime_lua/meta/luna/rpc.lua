@@ -141,6 +141,16 @@ function rpc.broadcast_call(timeout_ms, stream, reply_to, group, method, ...) en
 ---@return boolean handled
 function rpc.dispatch(stream, handlers, self_id, msg, ...) end
 
+---Plumbing for rpc.serve and luna.cluster: the function the core runs, in
+---one of its worker coroutines, for each call on `stream` without a trace id
+---(the stream's `_on_rpc`); it runs `owner.handlers[method]`, looked up per
+---call, and answers as `self_id`.
+---@param stream luna.Stream
+---@param owner { handlers: luna.rpc.Handlers? }
+---@param self_id integer
+---@return fun(session: integer, reply_to: integer, method: any, ...: any)
+function rpc.call_server(stream, owner, self_id) end
+
 ---Plumbing (a stream's `on_call_failed`): a router reports a tracked call failed.
 ---@param session integer
 ---@param err luna.ForwardError
