@@ -272,48 +272,44 @@ local function on_return(session, from, ok, ...)
     resume_logged(co, false, "remote-error: " .. tostring((...)))
 end
 
--- Sends an answer: on the stream, or through the router to reply_to.
-local function reply(stream, session, reply_to, self_id, ...)
-    if reply_to == 0 then
-        return stream.call("@ret", session, self_id, ...)
-    end
-    return stream._forward("target", reply_to, 0, session, true, "@ret", session, self_id, ...)
-end
-
 -- A handler's error: logged with its traceback; the message goes back.
 local function error_message(err)
     log.error("error in rpc handler: " .. traceback(tostring(err), 2))
     return tostring(err)
 end
 
--- Sends a handler's results, or that they could not be sent.
-local function send_results(stream, session, reply_to, self_id, method, ok, ...)
-    if not ok then
-        return reply(stream, session, reply_to, self_id, false, (...))
-    end
-    local sent, err = reply(stream, session, reply_to, self_id, true, ...)
-    if not sent and err ~= "closed" then
-        log.error("rpc: cannot send the results of '" .. tostring(method) .. "': " .. err)
-        reply(stream, session, reply_to, self_id, false, "cannot send the results: " .. err)
+-- The results could not be sent (a value that cannot be encoded): the caller gets why.
+local function reply_failed(stream, session, reply_to, self_id, method, err)
+    log.error("rpc: cannot send the results of '" .. tostring(method) .. "': " .. err)
+    stream._reply(session, reply_to, self_id, false, "cannot send the results: " .. err)
+end
+
+--- The function that answers the calls of `stream` in a coroutine of its
+--- own: `serve(session, reply_to, method, ...)` runs owner.handlers[method]
+--- (looked up on every call, so reloaded handlers take effect) and answers
+--- as `self_id`. rpc.serve and luna.cluster set it as the stream's
+--- `_on_rpc`, which the core runs in one of its worker coroutines for each
+--- call without a trace id (src/lua/calls.rs), with no Lua dispatch.
+function M.call_server(stream, owner, self_id)
+    -- stream._reply answers on the stream, or through the router to reply_to,
+    -- and takes xpcall's results as they are (true, results... or false, message).
+    local reply = stream._reply
+    return function(session, reply_to, method, ...)
+        local handlers = owner.handlers
+        local handler = handlers and handlers[method]
+        if type(handler) ~= "function" then
+            log.warn("rpc: no handler for method '" .. tostring(method) .. "'")
+            return reply(session, reply_to, self_id, false, "no method '" .. tostring(method) .. "'")
+        end
+        serving = serving + 1
+        local sent, err = reply(session, reply_to, self_id, xpcall(handler, error_message, ...))
+        serving = serving - 1
+        if not sent and err ~= "closed" then reply_failed(stream, session, reply_to, self_id, method, err) end
     end
 end
 
--- Runs in its own coroutine: calls the handler and sends its results back.
-local function run_handler(stream, handlers, self_id, session, reply_to, method, ...)
-    local handler = handlers and handlers[method]
-    if type(handler) ~= "function" then
-        log.warn("rpc: no handler for method '" .. tostring(method) .. "'")
-        return reply(stream, session, reply_to, self_id, false, "no method '" .. tostring(method) .. "'")
-    end
-    serving = serving + 1
-    send_results(stream, session, reply_to, self_id, method, xpcall(handler, error_message, ...))
-    serving = serving - 1
-end
-
--- Calls without a trace id skip the Lua dispatch: the core runs
--- stream._on_rpc(session, reply_to, method, ...) in one of its worker
--- coroutines (src/lua/calls.rs), which run this body. A worker yields
--- PARKED when its job is done, and the core keeps it for the next call.
+-- A worker coroutine of the core runs jobs (fn, ...) one after the other,
+-- yielding PARKED after each; the core then keeps it for the next call.
 local PARKED = setmetatable({}, { __name = "luna.rpc worker (parked)" })
 local function worker(fn, ...)
     fn(...)
@@ -321,19 +317,16 @@ local function worker(fn, ...)
 end
 luna._set_hooks({ rpc_worker = worker, rpc_parked = PARKED })
 
---- The core's entry for the calls of `stream`: runs owner.handlers[method]
---- (looked up on every call) and answers as `self_id`.
-function M.call_server(stream, owner, self_id)
-    return function(session, reply_to, method, ...)
-        return run_handler(stream, owner.handlers, self_id, session, reply_to, method, ...)
-    end
+-- The answering function of a stream: its own, or one for these handlers.
+local function server_of(stream, handlers, self_id)
+    return rawget(stream, "_on_rpc") or M.call_server(stream, { handlers = handlers }, self_id)
 end
 
 -- A call that carries a trace id: the handler's coroutine has it while it runs.
-local function run_traced_handler(stream, handlers, self_id, session, reply_to, trace, ...)
+local function run_traced_call(serve, session, reply_to, trace, ...)
     local co = running()
     traces[co] = trace
-    run_handler(stream, handlers, self_id, session, reply_to, ...)
+    serve(session, reply_to, ...)
     traces[co] = nil
 end
 
@@ -363,13 +356,13 @@ end
 --- messages named after a handler. Returns false for anything else.
 local function dispatch(stream, handlers, self_id, msg, ...)
     if msg == "@call" then
-        go(run_handler, stream, handlers, self_id, ...)
+        go(server_of(stream, handlers, self_id), ...)
         return true
     elseif msg == "@ret" then
         on_return(...)
         return true
     elseif msg == "@tcall" then
-        go(run_traced_handler, stream, handlers, self_id, ...)
+        go(run_traced_call, server_of(stream, handlers, self_id), ...)
         return true
     end
     return one_way(handlers, msg, ...)

@@ -58,6 +58,11 @@ fn remote_error_no_route_and_connection_lost_are_different() {
         "{remote}"
     );
     assert_eq!(client.value("nomethod"), "nil remote-error: no method 'nope'");
+    let unsendable = client.value("unsendable");
+    assert!(
+        unsendable.starts_with("nil remote-error: cannot send the results: cannot send a function"),
+        "{unsendable}"
+    );
     assert_eq!(client.value("noroute"), "nil no-route fast=true");
     client.expect("calling");
     cluster.services.get_mut("2.2").unwrap().expect("sleeping 15000");

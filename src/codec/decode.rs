@@ -72,7 +72,7 @@ pub const MAX_FIXED_BYTES: usize = 4096;
 
 /// Pushes MessagePack values onto the Lua stack.
 ///
-/// Invariant: only `decode_args` builds one, and only for the length of its
+/// Invariant: only `decode_with` builds one (for `decode_args` and `decode_values`), and only for the length of its
 /// call, so `state` keeps the stack contract of `lua::raw` for as long as a
 /// decoder lives (what makes the safe `enter` sound).
 struct Decoder<'a> {
@@ -92,6 +92,30 @@ struct Decoder<'a> {
 /// protected call, no host borrow). The decoder checks the stack for room
 /// itself.
 pub unsafe fn decode_args(state: *mut lua_State, data: &[u8]) -> Result<c_int, DecodeError> {
+    // SAFETY: the caller's contract, which the decoder's methods share.
+    unsafe { decode_with(state, data, |decoder| decoder.arguments()) }
+}
+
+/// Pushes the `count` values that `data` holds one after the other (the
+/// elements of a message after a head the caller has read) and returns how
+/// many were pushed. On error the stack is as it was.
+///
+/// # Safety
+/// As [`decode_args`].
+pub unsafe fn decode_values(state: *mut lua_State, data: &[u8], count: u32) -> Result<c_int, DecodeError> {
+    // SAFETY: the caller's contract, which the decoder's methods share.
+    unsafe { decode_with(state, data, |decoder| decoder.values(count)) }
+}
+
+/// Runs `decode` on a decoder of `data`; on error, the stack is put back.
+///
+/// # Safety
+/// As [`decode_args`].
+unsafe fn decode_with(
+    state: *mut lua_State,
+    data: &[u8],
+    decode: impl FnOnce(&mut Decoder) -> Result<c_int, DecodeError>,
+) -> Result<c_int, DecodeError> {
     // SAFETY: `state` is live (the caller's promise); lua_gettop only reads it.
     let top = unsafe { ffi::lua_gettop(state) };
     let mut decoder = Decoder {
@@ -100,8 +124,7 @@ pub unsafe fn decode_args(state: *mut lua_State, data: &[u8]) -> Result<c_int, D
         pos: 0,
         claimed: 0,
     };
-    // SAFETY: the caller's contract, which the decoder's methods share.
-    let result = unsafe { decoder.arguments() };
+    let result = decode(&mut decoder);
     if result.is_err() {
         // SAFETY: `top` was the top before anything was pushed.
         unsafe { ffi::lua_settop(state, top) };
@@ -165,6 +188,15 @@ impl Decoder<'_> {
             Marker::Array32 => self.u32()?,
             _ => return self.fail("message is not an array of arguments"),
         };
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.values(count) }
+    }
+
+    /// Pushes `count` values that fill the rest of the data.
+    ///
+    /// # Safety
+    /// As [`Self::arguments`].
+    unsafe fn values(&mut self, count: u32) -> Result<c_int, DecodeError> {
         if count > MAX_ARGUMENTS {
             return self.fail("too many arguments");
         }

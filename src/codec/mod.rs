@@ -11,7 +11,7 @@ mod decode;
 mod encode;
 pub mod resp;
 
-pub use decode::{DecodeError, MAX_BYTES_PER_INPUT_BYTE, MAX_FIXED_BYTES, PREALLOCATE_MAX, decode_args};
+pub use decode::{DecodeError, MAX_BYTES_PER_INPUT_BYTE, MAX_FIXED_BYTES, PREALLOCATE_MAX, decode_args, decode_values};
 pub use encode::{encode_args, encode_values};
 
 /// Lends the bytes of the string at `index` to `f`, which alone holds the

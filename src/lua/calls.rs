@@ -14,11 +14,11 @@ use super::dispatch::{Lookup, push_handler};
 use super::host::{refs, with_host};
 use super::raw::{Args, lossy, push_fail, push_fail_detail, push_ref};
 use super::sockets::{Output, encode_then_send, push_send_result, token, tracked_route};
-use crate::codec::{decode_args, encode_values};
+use crate::codec::{decode_values, encode_values};
 use crate::log;
-use crate::net::frame::{Header, Kind, Route};
+use crate::net::frame::{Header, Kind, Mode, Route};
 use crate::net::{NetError, SendError, Token};
-use crate::rpc::wire::{answer_session, is_call, write_call_head};
+use crate::rpc::wire::{answer_head, call_head, write_answer_head, write_call_head};
 use crate::rpc::{Counters, Pending, PendingCalls};
 
 /// Where a call goes: on the stream itself, or through the router at its end.
@@ -82,6 +82,41 @@ pub unsafe extern "C-unwind" fn stream_routed_call(state: *mut lua_State) -> c_i
         Sent::Waiting => unsafe { ffi::lua_yield(state, 0) },
         Sent::Failed(count) => count,
     }
+}
+
+/// `stream._reply(session, reply_to, self_id, ok, ...)`: answers a call:
+/// ("@ret", session, self_id, ok, ...) on the stream when `reply_to` is 0,
+/// else through the router to `reply_to`. Bytes queued, or nil and why.
+///
+/// # Safety
+/// A C function: Lua calls it (the [stack contract](super::raw#safety)).
+pub unsafe extern "C-unwind" fn stream_reply(state: *mut lua_State) -> c_int {
+    // SAFETY: Lua called this stream method; `args` lives until it returns.
+    let (args, stream) = unsafe { (Args::new(state), token(state)) };
+    let number = |at| args.integer(at).and_then(|n| u32::try_from(n).ok());
+    let (Some(session), Some(reply_to), Some(self_id)) = (number(1), number(2), number(3)) else {
+        let why = "session, reply_to and self_id (arguments #1 to #3) must be u32 integers";
+        // SAFETY: the stack contract of a C function.
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
+    };
+    let ok = args.boolean(4);
+    let route = (reply_to != 0).then(|| Route {
+        is_reply: true,
+        ..Route::new(Mode::Target, reply_to, 0, session)
+    });
+    let (kind, header) = match &route {
+        Some(route) => (Kind::Forward, Header::Route(route)),
+        None => (Kind::Call, Header::None),
+    };
+    let last = args.count();
+    let result = encode_then_send(stream, Output::Frame(kind, header), |out| {
+        write_answer_head(out, session, self_id, ok, (last - 4).max(0) as u32);
+        // SAFETY: the stack contract; `5..=last` are argument slots (none when
+        // last < 5), read while the host is not borrowed.
+        unsafe { encode_values(state, 5, last, out) }
+    });
+    // SAFETY: the stack contract of a C function.
+    unsafe { push_send_result(state, result) }
 }
 
 /// What `send_call` did.
@@ -306,9 +341,9 @@ unsafe fn yielded_parked(state: *mut lua_State, coroutine: *mut lua_State) -> bo
 /// The [stack contract](super::raw#safety).
 pub unsafe fn serve_call(state: *mut lua_State, token: Token, payload: &[u8]) -> bool {
     let worker_body = refs().rpc_worker;
-    if worker_body == ffi::LUA_REFNIL || !is_call(payload) {
+    let Some(call) = call_head(payload).filter(|_| worker_body != ffi::LUA_REFNIL) else {
         return false;
-    }
+    };
     // SAFETY: the contract; the handler, the worker and the decoded values
     // go above `top`, which every path restores; the worker's stack gets
     // its body (new workers) and the arguments, checked for room first.
@@ -329,13 +364,15 @@ pub unsafe fn serve_call(state: *mut lua_State, token: Token, payload: &[u8]) ->
             }
         }
         let worker = ffi::lua_tothread(state, -1);
-        // [handler, worker] -> [worker, handler, "@call", session, reply_to, method, ...]
+        // [handler, worker] -> [worker, handler, session, reply_to, method, ...]
         ffi::lua_insert(state, -2);
-        let Ok(count) = decode_args(state, payload) else {
+        ffi::lua_pushinteger(state, ffi::lua_Integer::from(call.session));
+        ffi::lua_pushinteger(state, ffi::lua_Integer::from(call.reply_to));
+        let Ok(values) = decode_values(state, &payload[call.values_at..], call.values) else {
             ffi::lua_settop(state, top);
             return false;
         };
-        ffi::lua_remove(state, top + 3);
+        let count = values + 3;
         if ffi::lua_checkstack(worker, count + 1) == 0 {
             ffi::lua_settop(state, top);
             return false;
@@ -366,9 +403,10 @@ unsafe fn resume_failed(state: *mut lua_State, waiter: c_int, error: &str) {
 /// # Safety
 /// The [stack contract](super::raw#safety).
 pub unsafe fn deliver_answer(state: *mut lua_State, token: Token, payload: &[u8]) -> bool {
-    let Some(session) = answer_session(payload).filter(|&s| PendingCalls::owns(s)) else {
+    let Some(answer) = answer_head(payload).filter(|a| PendingCalls::owns(a.session)) else {
         return false;
     };
+    let session = answer.session;
     let Some(pending) = with_host(|host| host.calls.take(session)) else {
         let late = with_host(|host| {
             host.calls.counters.late_replies += 1;
@@ -383,20 +421,21 @@ pub unsafe fn deliver_answer(state: *mut lua_State, token: Token, payload: &[u8]
     // path restores (resume_waiter consumes what it is given).
     unsafe {
         let top = ffi::lua_gettop(state);
-        let Ok(count) = decode_args(state, payload) else {
+        let Ok(count) = decode_values(state, &payload[answer.results_at..], answer.results) else {
             // Malformed: the caller's usual path reports it; the call waits on.
             ffi::lua_settop(state, top);
             with_host(|host| host.calls.insert(session, pending));
             return false;
         };
-        let ok = ffi::lua_toboolean(state, top + 4) != 0;
+        let ok = answer.ok;
         let results = if ok {
-            ffi::lua_rotate(state, top + 1, -4);
-            ffi::lua_pop(state, 4);
-            count - 4
+            count
         } else {
             // ("@ret", session, from, false, message): nil, "remote-error: message".
-            ffi::luaL_tolstring(state, top + 5, std::ptr::null_mut());
+            if count == 0 {
+                ffi::lua_pushnil(state);
+            }
+            ffi::luaL_tolstring(state, top + 1, std::ptr::null_mut());
             let message = format!("remote-error: {}", lossy(state, -1));
             ffi::lua_settop(state, top);
             push_fail(state, &message)

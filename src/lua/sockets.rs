@@ -94,6 +94,7 @@ pub const STREAM_METHODS: Methods = &[
     (c"_tforward", stream_forward_traced),
     (c"_call", calls::stream_call),
     (c"_rcall", calls::stream_routed_call),
+    (c"_reply", calls::stream_reply),
 ];
 
 /// `luna.create_socket_mgr(max_fd)`: a new manager table.
@@ -335,24 +336,9 @@ unsafe fn connect(state: *mut lua_State, framing: Framing) -> c_int {
 /// # Safety
 /// A C function: Lua calls it (the [stack contract](super::raw#safety)).
 unsafe extern "C-unwind" fn mgr_set_package_size(state: *mut lua_State) -> c_int {
-    // SAFETY: Lua called it; `args` is dropped before it returns.
-    let args = unsafe { Args::new(state) };
-    let Some(bytes) = args.integer(1).filter(|&n| n > 0) else {
-        // SAFETY: the stack contract of a C function.
-        return unsafe {
-            push_fail_detail(
-                state,
-                NetError::InvalidParam,
-                "bytes (argument #1) must be an integer > 0",
-            )
-        };
-    };
-    // SAFETY: a running manager method.
-    let mgr = unsafe { manager_index(state) };
-    with_host(|host| host.net.manager(mgr).map(|m| m.package_size = bytes as usize));
-    // SAFETY: the stack contract of a C function.
-    unsafe { ffi::lua_pushboolean(state, 1) };
-    1
+    let why = "bytes (argument #1) must be an integer > 0";
+    // SAFETY: Lua called this manager method.
+    unsafe { set_manager_value(state, 1, why, |m, n| m.package_size = n as usize) }
 }
 
 /// A service id given as an integer or as `"group.index"`.
@@ -429,17 +415,22 @@ unsafe extern "C-unwind" fn mgr_route(state: *mut lua_State) -> c_int {
 /// # Safety
 /// The stack contract of a running manager method (`manager_index`).
 pub(super) unsafe fn set_limit(state: *mut lua_State, apply: fn(&mut Manager, u64)) -> c_int {
+    let why = "the limit (argument #1) must be an integer >= 0";
+    // SAFETY: forwarded from the caller.
+    unsafe { set_manager_value(state, 0, why, apply) }
+}
+
+/// Applies `apply(manager, n)` for an integer argument `n >= min`; else
+/// fails with `why`.
+///
+/// # Safety
+/// As [`set_limit`].
+unsafe fn set_manager_value(state: *mut lua_State, min: i64, why: &str, apply: fn(&mut Manager, u64)) -> c_int {
     // SAFETY: a running C function; `args` is dropped before it returns.
     let args = unsafe { Args::new(state) };
-    let Some(value) = args.integer(1).filter(|&n| n >= 0) else {
+    let Some(value) = args.integer(1).filter(|&n| n >= min) else {
         // SAFETY: the stack contract of a C function.
-        return unsafe {
-            push_fail_detail(
-                state,
-                NetError::InvalidParam,
-                "the limit (argument #1) must be an integer >= 0",
-            )
-        };
+        return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
     };
     // SAFETY: a running manager method (the caller's promise).
     let mgr = unsafe { manager_index(state) };

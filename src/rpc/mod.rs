@@ -8,6 +8,7 @@ pub mod wire;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use crate::route::Token;
@@ -48,10 +49,32 @@ pub struct Counters {
     pub remote_errors: u64,
 }
 
+/// Hashes a session by one multiplication (Fibonacci hashing). Sessions are
+/// handed out here, one after the other, so nobody can pick keys that
+/// collide; a looked-up session that no call has costs a probe, nothing more.
+#[derive(Default)]
+pub struct SessionHasher(u64);
+
+impl Hasher for SessionHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, session: u32) {
+        self.0 = u64::from(session).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Calls waiting for answers, by session.
 pub struct PendingCalls {
     next_session: u32,
-    calls: HashMap<u32, Pending>,
+    calls: HashMap<u32, Pending, BuildHasherDefault<SessionHasher>>,
     /// (deadline, session); an entry whose call is gone or has another
     /// deadline is stale and skipped.
     deadlines: BinaryHeap<Reverse<(Instant, u32)>>,
@@ -76,7 +99,7 @@ impl PendingCalls {
         };
         PendingCalls {
             next_session: (start % LUA_SESSIONS_START).max(1),
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             deadlines: BinaryHeap::new(),
             counters: Counters::default(),
         }

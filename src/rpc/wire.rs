@@ -5,7 +5,7 @@
 //! itself and reads an answer's session and a message's trace id before
 //! anything is decoded into Lua.
 
-use rmp::encode::{write_array_len, write_bin_len, write_str, write_str_len, write_uint};
+use rmp::encode::{write_array_len, write_bin_len, write_bool, write_str, write_str_len, write_uint};
 
 /// The elements of a call's head before the method: tag, session, reply_to (and trace).
 pub fn head_len(traced: bool) -> u32 {
@@ -23,6 +23,17 @@ pub fn write_call_head(out: &mut Vec<u8>, session: u32, reply_to: u32, trace: Op
     if let Some(trace) = trace {
         let _ = write_str(out, trace);
     }
+}
+
+/// Writes the array header of an answer with `values` results after its
+/// head, then the head ("@ret", session, from_id, ok).
+pub fn write_answer_head(out: &mut Vec<u8>, session: u32, from_id: u32, ok: bool, values: u32) {
+    // Writing to a Vec cannot fail.
+    let _ = write_array_len(out, 4 + values);
+    let _ = write_str(out, "@ret");
+    let _ = write_uint(out, u64::from(session));
+    let _ = write_uint(out, u64::from(from_id));
+    let _ = write_bool(out, ok);
 }
 
 /// Writes the array header of a traced one-way message with `values`
@@ -46,24 +57,65 @@ pub fn is_traced(payload: &[u8]) -> bool {
     matches!(rmp::decode::read_array_len(&mut rest), Ok(len) if len >= 3) && rest.starts_with(b"\xa6@trace")
 }
 
-/// True when a message is a call without a trace id ("@call", session,
-/// reply_to, method, ...), which the core runs in a worker coroutine.
-pub fn is_call(payload: &[u8]) -> bool {
-    let mut rest = payload;
-    matches!(rmp::decode::read_array_len(&mut rest), Ok(len) if len >= 4) && rest.starts_with(b"\xa5@call")
+/// A call without a trace id ("@call", session, reply_to, method, ...):
+/// what the core reads before it decodes the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallHead {
+    /// The caller's session.
+    pub session: u32,
+    /// Where the answer goes: a service id, or 0 for the stream the call came on.
+    pub reply_to: u32,
+    /// The method and its arguments: how many, and where they start.
+    pub values: u32,
+    /// Offset of the method in the payload.
+    pub values_at: usize,
 }
 
-/// The session of an answer ("@ret", session, from_id, ok, ...); None for
-/// any other message.
-pub fn answer_session(payload: &[u8]) -> Option<u32> {
+/// The head of a call without a trace id, which the core runs in a worker
+/// coroutine; None for any other message.
+pub fn call_head(payload: &[u8]) -> Option<CallHead> {
     let mut rest = payload;
     let len = rmp::decode::read_array_len(&mut rest).ok()?;
-    let tag = rest.get(..5)?;
-    if len < 4 || tag != b"\xa4@ret" {
-        return None;
-    }
-    rest = &rest[5..];
-    rmp::decode::read_int(&mut rest).ok()
+    rest = rest.strip_prefix(b"\xa5@call").filter(|_| len >= 4)?;
+    let session = rmp::decode::read_int(&mut rest).ok()?;
+    let reply_to = rmp::decode::read_int(&mut rest).ok()?;
+    Some(CallHead {
+        session,
+        reply_to,
+        values: len - 3,
+        values_at: payload.len() - rest.len(),
+    })
+}
+
+/// An answer ("@ret", session, from_id, ok, ...): what the core reads
+/// before it decodes the results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerHead {
+    /// The session of the call it answers.
+    pub session: u32,
+    /// True for results, false for an error message.
+    pub ok: bool,
+    /// The results: how many, and where they start.
+    pub results: u32,
+    /// Offset of the first result in the payload.
+    pub results_at: usize,
+}
+
+/// The head of an answer; None for any other message (or an answer whose
+/// `ok` is not a boolean, which the script's handler gets).
+pub fn answer_head(payload: &[u8]) -> Option<AnswerHead> {
+    let mut rest = payload;
+    let len = rmp::decode::read_array_len(&mut rest).ok()?;
+    rest = rest.strip_prefix(b"\xa4@ret").filter(|_| len >= 4)?;
+    let session = rmp::decode::read_int(&mut rest).ok()?;
+    let _from: i64 = rmp::decode::read_int(&mut rest).ok()?;
+    let ok = rmp::decode::read_bool(&mut rest).ok()?;
+    Some(AnswerHead {
+        session,
+        ok,
+        results: len - 4,
+        results_at: payload.len() - rest.len(),
+    })
 }
 
 #[cfg(test)]
@@ -103,19 +155,43 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_recognised_by_tag_and_session_in_any_integer_form() {
-        let answer = |session: rmpv::Value| message(&["@ret".into(), session, 7.into(), true.into()]);
-        assert_eq!(answer_session(&answer(5.into())), Some(5));
-        assert_eq!(answer_session(&answer(0x8000_0001u32.into())), Some(0x8000_0001));
-        assert_eq!(answer_session(&answer(rmpv::Value::from(-1))), None, "not a session");
-        assert_eq!(answer_session(&answer("5".into())), None);
-        assert_eq!(answer_session(&message(&["@ret".into(), 5.into()])), None, "too short");
+    fn an_answer_head_is_what_a_peer_decodes_and_is_recognised() {
+        let mut out = Vec::new();
+        write_answer_head(&mut out, 300, 0x0001_0002, true, 1);
+        rmpv::encode::write_value(&mut out, &"r".into()).unwrap();
         assert_eq!(
-            answer_session(&message(&["@call".into(), 5.into(), 0.into(), "m".into()])),
+            answer_head(&out).map(|h| (h.session, h.ok, h.results)),
+            Some((300, true, 1))
+        );
+        let value = rmpv::decode::read_value(&mut out.as_slice()).unwrap();
+        let expected: Vec<rmpv::Value> = vec!["@ret".into(), 300.into(), 0x0001_0002.into(), true.into(), "r".into()];
+        assert_eq!(value, rmpv::Value::Array(expected));
+    }
+
+    #[test]
+    fn answers_are_recognised_by_tag_session_and_ok_in_any_integer_form() {
+        let answer =
+            |session: rmpv::Value, ok: rmpv::Value| message(&["@ret".into(), session, 7.into(), ok, "r".into()]);
+        let head = answer_head(&answer(5.into(), true.into())).unwrap();
+        assert_eq!((head.session, head.ok, head.results), (5, true, 1));
+        let bytes = answer(0x8000_0001u32.into(), false.into());
+        let head = answer_head(&bytes).unwrap();
+        assert_eq!((head.session, head.ok), (0x8000_0001, false));
+        assert_eq!(&bytes[head.results_at..], b"\xa1r", "the results start after the head");
+        assert_eq!(
+            answer_head(&answer(rmpv::Value::from(-1), true.into())),
+            None,
+            "not a session"
+        );
+        assert_eq!(answer_head(&answer("5".into(), true.into())), None);
+        assert_eq!(answer_head(&answer(5.into(), 1.into())), None, "ok is a boolean");
+        assert_eq!(answer_head(&message(&["@ret".into(), 5.into()])), None, "too short");
+        assert_eq!(
+            answer_head(&message(&["@call".into(), 5.into(), 0.into(), "m".into()])),
             None
         );
-        assert_eq!(answer_session(&[0x94, 0xa4, b'@']), None, "truncated");
-        assert_eq!(answer_session(&[]), None);
+        assert_eq!(answer_head(&[0x94, 0xa4, b'@']), None, "truncated");
+        assert_eq!(answer_head(&[]), None);
     }
 
     #[test]
@@ -139,14 +215,28 @@ mod tests {
     #[test]
     fn calls_are_recognised_by_tag_and_length() {
         let mut out = Vec::new();
-        write_call_head(&mut out, 9, 0, None, 1);
+        write_call_head(&mut out, 9, 0x0002_0001, None, 2);
         rmpv::encode::write_value(&mut out, &"add".into()).unwrap();
-        assert!(is_call(&out));
+        rmpv::encode::write_value(&mut out, &1.into()).unwrap();
+        let head = call_head(&out).unwrap();
+        assert_eq!((head.session, head.reply_to, head.values), (9, 0x0002_0001, 2));
+        assert_eq!(
+            &out[head.values_at..],
+            b"\xa3add\x01",
+            "the method and its arguments follow the head"
+        );
         let mut traced = Vec::new();
         write_call_head(&mut traced, 9, 0, Some("t"), 1);
         rmpv::encode::write_value(&mut traced, &"add".into()).unwrap();
-        assert!(!is_call(&traced), "@tcall goes to the script");
-        assert!(!is_call(&message(&["@call".into(), 1.into(), 0.into()])), "no method");
-        assert!(!is_call(&message(&["@ret".into(), 1.into(), 0.into(), true.into()])));
+        assert_eq!(call_head(&traced), None, "@tcall goes to the script");
+        assert_eq!(
+            call_head(&message(&["@call".into(), 1.into(), 0.into()])),
+            None,
+            "no method"
+        );
+        assert_eq!(
+            call_head(&message(&["@ret".into(), 1.into(), 0.into(), true.into()])),
+            None
+        );
     }
 }

@@ -32,6 +32,13 @@ struct Layout {
 }
 
 impl Layout {
+    /// One process, one node, one id.
+    const ONE: Layout = Layout {
+        procs: 1,
+        nodes: 1,
+        ids: 1,
+    };
+
     fn total_ids(self) -> u32 {
         self.procs * self.nodes * self.ids
     }
@@ -269,12 +276,7 @@ pub fn w3_trace(ctx: &mut Ctx) -> Result<Figure> {
     let (rounds, warmup, duration) = pair_rounds(ctx);
     let result = median_pairs(rounds, |round| {
         let mut router = Router::start(ctx, 0, HEARTBEAT_MS, false)?;
-        let layout = Layout {
-            procs: 1,
-            nodes: 1,
-            ids: 1,
-        };
-        let mut services = start_services(ctx, router.port, layout, false)?;
+        let mut services = start_services(ctx, router.port, Layout::ONE, false)?;
         let rate = |trace| run_client(ctx, router.port, "forward", 1, &["hash"], trace).map(|r| r[0]);
         let (on, off) = if round % 2 == 0 {
             let on = rate(true)?;
@@ -340,12 +342,7 @@ pub fn w4_publish(ctx: &mut Ctx) -> Result<Figure> {
 pub fn w5_routed(ctx: &mut Ctx) -> Result<Figure> {
     let routed = |ctx: &Ctx| -> Result<f64> {
         let mut router = Router::start(ctx, 0, HEARTBEAT_MS, false)?;
-        let layout = Layout {
-            procs: 1,
-            nodes: 1,
-            ids: 1,
-        };
-        let mut services = start_services(ctx, router.port, layout, false)?;
+        let mut services = start_services(ctx, router.port, Layout::ONE, false)?;
         let rate = run_client(ctx, router.port, "rpc", 1, &["rpc"], false)?[0];
         router.check()?;
         check_services(&mut services, false)?;

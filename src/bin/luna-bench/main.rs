@@ -152,7 +152,6 @@ fn run(args: Vec<String>) -> Result<bool> {
         duration,
         pinning,
         cpus: (cpus.len() >= 2).then(|| (cpus[0], cpus[1])),
-        w2_luna: None,
         w1_luna: None,
         security: std::cell::Cell::new(workloads::Security::Plain),
     };

@@ -2,6 +2,7 @@
 function echo(...) return ... end
 function types() return 1, 2.5, "text", { list = { 1, 2 }, map = { k = "v" } }, nil, true end
 function boom(message) error(message) end
+function unsendable() return print end
 function sleep(ms)
     print("sleeping " .. ms)
     luna.sleep(ms)
