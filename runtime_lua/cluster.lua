@@ -30,8 +30,8 @@
 local luna = luna
 local log = luna.log
 local rpc = require("luna.rpc")
-local traces = require("luna.trace").by_coroutine
-local current_coroutine = coroutine.running
+local trace_ids = require("luna.trace")
+local traces, trace_key = trace_ids.by_coroutine, trace_ids.key
 local membership = require("luna.membership")
 local pubsub = require("luna.pubsub")
 
@@ -280,7 +280,7 @@ end
 local function send_forward(node, name, ...)
     local stream = via_current(node, name)
     if not stream then return nil, "no-route" end
-    local trace = traces[current_coroutine()]
+    local trace = traces[trace_key()]
     if trace == nil and rpc.tracing then trace = rpc.outgoing_trace() end
     if not trace then return stream[name](...) end
     return stream._tforward(FORWARDS[name], trace, ...)

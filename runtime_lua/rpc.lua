@@ -87,6 +87,7 @@ local go = luna.go -- runs a function in a pooled coroutine (runtime_lua/timer.l
 -- Trace ids, per coroutine (runtime_lua/trace.lua has luna.trace_id and luna.with_trace).
 local trace_ids = require("luna.trace")
 local traces = trace_ids.by_coroutine
+local trace_key = trace_ids.key -- calls run in coroutines, so they look up traces[running()] directly
 local current_trace = luna.trace_id
 
 --- Calls and traced forwards made outside a traced handler start a new trace when true.
@@ -97,7 +98,7 @@ M.current_trace = current_trace
 --- The trace id an outgoing call or forward carries: the current one, or a
 --- new one when tracing is on; nil otherwise.
 function M.outgoing_trace()
-    local id = traces[running()]
+    local id = traces[trace_key()]
     if id == nil and M.tracing then id = trace_ids.new_id() end
     return id
 end

@@ -15,12 +15,12 @@ use super::calls;
 use super::host::{refs, with_host};
 use super::objects::{forget_object, push_object, push_stream};
 use super::raw::{pcall_logged, push_ref, push_str};
-use crate::codec::{decode_args, resp};
+use crate::codec::{decode_args, decode_values, resp};
 use crate::log;
 use crate::net::frame::PREFIX_LEN;
 use crate::net::frame::{Body, ForwardFailure, Mode, Route};
 use crate::net::{Framing, NetError, Notice, ReadResult, Token, next_frame};
-use crate::rpc::wire::is_traced;
+use crate::rpc::wire::trace_head;
 
 /// What [`push_handler`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,13 +348,17 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
                 return;
             }
         }
-        match decode_args(state, payload) {
-            Ok(count) if is_traced(payload) => call_traced(state, top, count, token),
+        // A traced message: its id is current while the handler runs, which gets the rest.
+        let traced = trace_head(payload).and_then(|head| Some((head, enter_trace(state, top + 1, head.trace)?)));
+        let decoded = match &traced {
+            Some((head, _)) => decode_values(state, &payload[head.values_at..], head.values),
+            None => decode_args(state, payload),
+        };
+        match decoded {
             Ok(count) => {
                 pcall_logged(state, count, &|| format!("on_call of stream {token}"));
             }
             Err(error) => {
-                ffi::lua_settop(state, top);
                 let peer = peer_name(token);
                 if from_peer {
                     log::warn(&format!("closing stream {token} ({peer}): bad-package ({error})"));
@@ -370,45 +374,75 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
                 }
             }
         }
+        if let Some((_, key)) = traced {
+            leave_trace(state, top + 1, key);
+        }
         ffi::lua_settop(state, top);
     }
 }
 
-/// Calls the handler at `top + 1` with a traced message ("@trace", id,
-/// msg, ...), its `count` decoded values above it: with `id` as the trace
-/// of the running coroutine (runtime_lua/trace.lua's table) and `msg, ...`
-/// as the arguments; the previous trace is put back afterwards. Leaves the
-/// stack at `top`.
+/// Where the running thread's trace id is kept in the trace table: key 1
+/// for the main thread, else the coroutine itself (runtime_lua/trace.lua).
+#[derive(Clone, Copy)]
+enum TraceKey {
+    Main,
+    Coroutine,
+}
+
+/// Makes `trace` the current trace id of the running thread for a call of
+/// the handler at `handler_at` (the top): puts the trace table and the
+/// previous id below the handler, for [`leave_trace`]. None (nothing
+/// pushed) when the runtime has no trace table.
 ///
 /// # Safety
-/// The [stack contract](super::raw#safety), with the handler and the values on top.
-unsafe fn call_traced(state: *mut lua_State, top: c_int, count: c_int, token: Token) {
+/// The [stack contract](super::raw#safety), with the handler on top at `handler_at`.
+unsafe fn enter_trace(state: *mut lua_State, handler_at: c_int, trace: &[u8]) -> Option<TraceKey> {
     let traces = refs().traces;
-    // SAFETY: the contract; the handler is at top + 1 and the values above
-    // it (three at least: is_traced checked the array's length). The table
-    // and the previous id go below the handler so that the call consumes
-    // the handler and the message only.
+    if traces == ffi::LUA_REFNIL {
+        return None;
+    }
+    // SAFETY: the contract; the table and the previous id stay pushed, moved
+    // below the handler; the key and the id are consumed by the raw set.
     unsafe {
-        if traces == ffi::LUA_REFNIL || ffi::lua_type(state, top + 3) != ffi::LUA_TSTRING {
-            pcall_logged(state, count, &|| format!("on_call of stream {token}"));
-            return;
-        }
-        // [handler, "@trace", id, msg...] -> [handler, msg..., "@trace", id]
-        ffi::lua_rotate(state, top + 2, -2);
         push_ref(state, traces);
-        ffi::lua_pushthread(state);
-        ffi::lua_rawget(state, -2); // the previous id
-        ffi::lua_pushthread(state);
-        ffi::lua_pushvalue(state, -4); // the id
-        ffi::lua_rawset(state, -4);
-        // [handler, msg..., "@trace", id, traces, previous] -> [traces, previous, handler, msg...]
-        ffi::lua_rotate(state, top + 1, 2);
-        ffi::lua_pop(state, 2);
-        pcall_logged(state, count - 2, &|| format!("on_call of stream {token}"));
-        ffi::lua_pushthread(state);
-        ffi::lua_pushvalue(state, top + 2);
-        ffi::lua_rawset(state, top + 1);
-        ffi::lua_settop(state, top);
+        let key = if ffi::lua_pushthread(state) == 1 {
+            ffi::lua_pop(state, 1);
+            ffi::lua_rawgeti(state, -1, 1);
+            ffi::lua_pushlstring(state, trace.as_ptr().cast(), trace.len());
+            ffi::lua_rawseti(state, -3, 1);
+            TraceKey::Main
+        } else {
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_rawget(state, -3); // [traces, thread, previous]
+            ffi::lua_rotate(state, -2, 1); // [traces, previous, thread]
+            ffi::lua_pushlstring(state, trace.as_ptr().cast(), trace.len());
+            ffi::lua_rawset(state, -4);
+            TraceKey::Coroutine
+        };
+        ffi::lua_rotate(state, handler_at, 2); // [traces, previous, handler]
+        Some(key)
+    }
+}
+
+/// Puts back the trace id [`enter_trace`] left at `at + 1` (the table at `at`).
+///
+/// # Safety
+/// The [stack contract](super::raw#safety), after `enter_trace(state, at, ...)`
+/// gave `key`, and the handler's call.
+unsafe fn leave_trace(state: *mut lua_State, at: c_int, key: TraceKey) {
+    // SAFETY: the contract; what is pushed is consumed by the raw set.
+    unsafe {
+        match key {
+            TraceKey::Main => {
+                ffi::lua_pushvalue(state, at + 1);
+                ffi::lua_rawseti(state, at, 1);
+            }
+            TraceKey::Coroutine => {
+                ffi::lua_pushthread(state);
+                ffi::lua_pushvalue(state, at + 1);
+                ffi::lua_rawset(state, at);
+            }
+        }
     }
 }
 
@@ -693,5 +727,59 @@ mod tests {
         // SAFETY: as above.
         unsafe { bindings.raw((), |state| stream_closed(state, 4, NetError::Timeout)) };
         assert_eq!(bindings.eval::<String>("return closed"), "4 timeout");
+    }
+
+    /// A traced message ("@trace", "t-1", "hello", 42) for stream 7.
+    fn traced_payload() -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::rpc::wire::write_trace_head(&mut out, b"t-1", 2);
+        rmpv::encode::write_value(&mut out, &"hello".into()).unwrap();
+        rmpv::encode::write_value(&mut out, &42.into()).unwrap();
+        out
+    }
+
+    /// Dispatches `traced_payload()` to stream 7 on the running thread.
+    ///
+    /// # Safety
+    /// A C function: Lua calls it (the [stack contract](super::super::raw#safety)).
+    unsafe extern "C-unwind" fn dispatch_traced(state: *mut lua_State) -> c_int {
+        // SAFETY: Lua called it: the stack contract; the dispatch leaves the stack as it found it.
+        unsafe { dispatch_message(state, 7, &traced_payload(), true) };
+        0
+    }
+
+    #[test]
+    fn a_traced_message_runs_its_handler_under_its_id_then_the_previous_one_is_back() {
+        let bindings = Bindings::new();
+        let object: Table = bindings.eval(
+            "traces = {}
+             luna._set_hooks({ traces = traces })
+             seen = {}
+             return { on_call = function(msg, n)
+                 local co, main = coroutine.running()
+                 seen[#seen + 1] = table.concat({ tostring(traces[main and 1 or co]), msg, n }, ' ')
+             end }",
+        );
+        register(&bindings, 7, &object);
+        // SAFETY: a protected call; the C function is registered as a global.
+        unsafe {
+            bindings.raw((), |state| {
+                ffi::lua_pushcfunction(state, dispatch_traced);
+                ffi::lua_setglobal(state, c"dispatch_traced".as_ptr());
+            })
+        };
+        let seen: Vec<String> = bindings.eval(
+            "traces[1] = 'outer'
+             dispatch_traced()
+             local main_after = traces[1]
+             local co = coroutine.create(function()
+                 traces[coroutine.running()] = 'inner'
+                 dispatch_traced()
+                 return traces[coroutine.running()]
+             end)
+             local _, co_after = coroutine.resume(co)
+             return { seen[1], seen[2], main_after, co_after }",
+        );
+        assert_eq!(seen, ["t-1 hello 42", "t-1 hello 42", "outer", "inner"]);
     }
 }

@@ -729,7 +729,7 @@ unsafe extern "C-unwind" fn stream_forward_hash(state: *mut lua_State) -> c_int 
 unsafe extern "C-unwind" fn stream_forward_traced(state: *mut lua_State) -> c_int {
     // SAFETY: Lua called this stream method; `args` lives until it returns.
     let (args, stream) = unsafe { (Args::new(state), token(state)) };
-    let Some(mode) = args.str(1).and_then(Mode::from_name) else {
+    let Some(mode) = args.bytes(1).and_then(Mode::from_name) else {
         let why = "mode (argument #1) must be target, master, random, broadcast or hash";
         // SAFETY: the stack contract of a C function.
         return unsafe { push_fail_detail(state, NetError::InvalidParam, why) };
@@ -779,7 +779,7 @@ unsafe extern "C-unwind" fn stream_forward_traced(state: *mut lua_State) -> c_in
 /// The route of a tracked forward from the arguments `mode, target, key`
 /// at `at..at + 2`; the error says which argument is wrong.
 pub(super) fn tracked_route(args: &Args, at: c_int, session: u32) -> Result<Route, String> {
-    let Some(mode) = args.str(at).and_then(Mode::from_name) else {
+    let Some(mode) = args.bytes(at).and_then(Mode::from_name) else {
         return Err(format!(
             "mode (argument #{at}) must be target, master, random, broadcast or hash"
         ));

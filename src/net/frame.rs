@@ -69,10 +69,11 @@ impl Mode {
     }
 
     /// The mode of a name scripts use (`"hash"`...).
-    pub fn from_name(name: &str) -> Option<Mode> {
+    pub fn from_name(name: impl AsRef<[u8]>) -> Option<Mode> {
+        let name = name.as_ref();
         [Mode::Target, Mode::Master, Mode::Random, Mode::Broadcast, Mode::Hash]
             .into_iter()
-            .find(|mode| mode.name() == name)
+            .find(|mode| mode.name().as_bytes() == name)
     }
 
     /// The name scripts see in `on_forward_error`.

@@ -41,8 +41,8 @@ pub fn write_answer_head(out: &mut Vec<u8>, session: u32, from_id: u32, ok: bool
 pub fn write_trace_head(out: &mut Vec<u8>, trace: &[u8], values: u32) {
     // Writing to a Vec cannot fail; the id is text as luna makes them, bytes otherwise.
     let _ = write_array_len(out, 2 + values);
-    let _ = write_str(out, "@trace");
-    let _ = if std::str::from_utf8(trace).is_ok() {
+    out.extend_from_slice(b"\xa6@trace");
+    let _ = if trace.is_ascii() || std::str::from_utf8(trace).is_ok() {
         write_str_len(out, trace.len() as u32)
     } else {
         write_bin_len(out, trace.len() as u32)
@@ -50,11 +50,40 @@ pub fn write_trace_head(out: &mut Vec<u8>, trace: &[u8], values: u32) {
     out.extend_from_slice(trace);
 }
 
-/// True when a message is ("@trace", trace, msg, ...): the core makes the
-/// trace id current while the message's handler runs and hands it the rest.
-pub fn is_traced(payload: &[u8]) -> bool {
+/// A traced one-way message ("@trace", trace, msg, ...): what the core
+/// reads before it decodes the message itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceHead<'a> {
+    /// The trace id (a string or bytes on the wire).
+    pub trace: &'a [u8],
+    /// The message's values: how many, and where they start.
+    pub values: u32,
+    /// Offset of the first value in the payload.
+    pub values_at: usize,
+}
+
+/// The head of a traced one-way message: the core makes the trace id
+/// current while the message's handler runs and hands it the rest. None
+/// for any other message (or one whose trace id is not a string).
+pub fn trace_head(payload: &[u8]) -> Option<TraceHead<'_>> {
     let mut rest = payload;
-    matches!(rmp::decode::read_array_len(&mut rest), Ok(len) if len >= 3) && rest.starts_with(b"\xa6@trace")
+    let len = rmp::decode::read_array_len(&mut rest).ok()?;
+    rest = rest.strip_prefix(b"\xa6@trace").filter(|_| len >= 3)?;
+    let (&marker, after) = rest.split_first()?;
+    // The id's length: a fixstr, or str/bin 8, 16 or 32 (length bytes to skip).
+    let (trace_len, skip): (usize, usize) = match marker {
+        0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
+        0xd9 | 0xc4 => (usize::from(*after.first()?), 1),
+        0xda | 0xc5 => (usize::from(u16::from_be_bytes(after.get(..2)?.try_into().ok()?)), 2),
+        0xdb | 0xc6 => (u32::from_be_bytes(after.get(..4)?.try_into().ok()?) as usize, 4),
+        _ => return None,
+    };
+    let trace = after.get(skip..skip.checked_add(trace_len)?)?;
+    Some(TraceHead {
+        trace,
+        values: len - 2,
+        values_at: payload.len() - after.len() + skip + trace_len,
+    })
 }
 
 /// A call without a trace id ("@call", session, reply_to, method, ...):
@@ -200,16 +229,39 @@ mod tests {
         write_trace_head(&mut out, b"00ab12cd00000001", 2);
         rmpv::encode::write_value(&mut out, &"echo".into()).unwrap();
         rmpv::encode::write_value(&mut out, &7.into()).unwrap();
-        assert!(is_traced(&out));
+        let head = trace_head(&out).unwrap();
+        assert_eq!((head.trace, head.values), (&b"00ab12cd00000001"[..], 2));
+        assert_eq!(&out[head.values_at..], b"\xa4echo\x07", "the message follows the head");
         let value = rmpv::decode::read_value(&mut out.as_slice()).unwrap();
         let expected: Vec<rmpv::Value> = vec!["@trace".into(), "00ab12cd00000001".into(), "echo".into(), 7.into()];
         assert_eq!(value, rmpv::Value::Array(expected));
-        assert!(
-            !is_traced(&message(&["@trace".into(), "id".into()])),
+        let long = "t".repeat(300);
+        let bytes = message(&["@trace".into(), long.as_str().into(), "m".into()]);
+        let head = trace_head(&bytes).unwrap();
+        assert_eq!(
+            (head.trace.len(), &bytes[head.values_at..]),
+            (300, &b"\xa1m"[..]),
+            "a str16 id"
+        );
+        let binary = message(&["@trace".into(), rmpv::Value::Binary(vec![1, 2]), "m".into()]);
+        assert_eq!(trace_head(&binary).map(|h| h.trace), Some(&[1u8, 2][..]), "a bin id");
+        assert_eq!(
+            trace_head(&message(&["@trace".into(), "id".into()])),
+            None,
             "no message after the id"
         );
-        assert!(!is_traced(&message(&["echo".into(), "@trace".into(), 1.into()])));
-        assert!(!is_traced(&[]));
+        assert_eq!(
+            trace_head(&message(&["@trace".into(), 5.into(), "m".into()])),
+            None,
+            "the id is a string"
+        );
+        assert_eq!(trace_head(&message(&["echo".into(), "@trace".into(), 1.into()])), None);
+        assert_eq!(
+            trace_head(&[0x93, 0xa6, b'@', b't', b'r', b'a', b'c', b'e', 0xa5, b'x']),
+            None,
+            "truncated id"
+        );
+        assert_eq!(trace_head(&[]), None);
     }
 
     #[test]
