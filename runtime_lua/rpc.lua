@@ -87,7 +87,7 @@ local go = luna.go -- runs a function in a pooled coroutine (runtime_lua/timer.l
 -- Trace ids, per coroutine (runtime_lua/trace.lua has luna.trace_id and luna.with_trace).
 local trace_ids = require("luna.trace")
 local traces = trace_ids.by_coroutine
-local trace_key = trace_ids.key -- calls run in coroutines, so they look up traces[running()] directly
+local trace_key = trace_ids.key -- the running code's key in `traces` (calls, always in coroutines, use running())
 local current_trace = luna.trace_id
 
 --- Calls and traced forwards made outside a traced handler start a new trace when true.

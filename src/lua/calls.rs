@@ -65,11 +65,7 @@ pub unsafe extern "C-unwind" fn stream_routed_call(state: *mut lua_State) -> c_i
         match tracked_route(&args, 4, 0) {
             // The user's method is argument #2 (#3 after a hash key).
             Ok(route) => {
-                let shift = if route.mode == crate::net::frame::Mode::Hash {
-                    4
-                } else {
-                    5
-                };
+                let shift = if route.mode == Mode::Hash { 4 } else { 5 };
                 // SAFETY: a running stream method with its arguments in `args`.
                 unsafe { send_call(&args, Via::Router(route), 7, shift) }
             }
