@@ -18,7 +18,7 @@ use crate::codec::{decode_values, encode_values};
 use crate::log;
 use crate::net::frame::{Header, Kind, Mode, Route};
 use crate::net::{NetError, SendError, Token};
-use crate::rpc::wire::{answer_head, call_head, write_answer_head, write_call_head};
+use crate::rpc::wire::{AnswerHead, CallHead, write_answer_head, write_call_head};
 use crate::rpc::{Counters, Pending, PendingCalls};
 
 /// Where a call goes: on the stream itself, or through the router at its end.
@@ -327,19 +327,19 @@ unsafe fn yielded_parked(state: *mut lua_State, coroutine: *mut lua_State) -> bo
     }
 }
 
-/// Runs a call ("@call", session, reply_to, method, ...) of a stream whose
-/// table has `_on_rpc` (set by `rpc.serve` and `luna.cluster`): calls
-/// `_on_rpc(session, reply_to, method, ...)` in a worker coroutine of the
-/// pool, with no Lua dispatch in between. False when the message is not
-/// such a call or the stream has no `_on_rpc` (its `on_call` gets it).
+/// Runs a call ("@call", session, reply_to, method, ...; `call` is its
+/// head) of a stream whose table has `_on_rpc` (set by `rpc.serve` and
+/// `luna.cluster`): calls `_on_rpc(session, reply_to, method, ...)` in a
+/// worker coroutine of the pool, with no Lua dispatch in between. False
+/// when the stream has no `_on_rpc` (its `on_call` gets the message).
 ///
 /// # Safety
 /// The [stack contract](super::raw#safety).
-pub unsafe fn serve_call(state: *mut lua_State, token: Token, payload: &[u8]) -> bool {
+pub unsafe fn serve_call(state: *mut lua_State, token: Token, payload: &[u8], call: CallHead) -> bool {
     let worker_body = refs().rpc_worker;
-    let Some(call) = call_head(payload).filter(|_| worker_body != ffi::LUA_REFNIL) else {
+    if worker_body == ffi::LUA_REFNIL {
         return false;
-    };
+    }
     // SAFETY: the contract; the handler, the worker and the decoded values
     // go above `top`, which every path restores; the worker's stack gets
     // its body (new workers) and the arguments, checked for room first.
@@ -392,16 +392,17 @@ unsafe fn resume_failed(state: *mut lua_State, waiter: c_int, error: &str) {
     }
 }
 
-/// Hands an answer ("@ret", session, from, ok, ...) to the coroutine of
-/// one of the core's calls. False when the message is not such an answer
-/// (the script's handler gets it); a late answer is counted and dropped.
+/// Hands an answer ("@ret", session, from, ok, ...; `answer` is its head)
+/// to the coroutine of one of the core's calls. False when the session is
+/// the Lua layer's (the script's handler gets it); a late answer is
+/// counted and dropped.
 ///
 /// # Safety
 /// The [stack contract](super::raw#safety).
-pub unsafe fn deliver_answer(state: *mut lua_State, token: Token, payload: &[u8]) -> bool {
-    let Some(answer) = answer_head(payload).filter(|a| PendingCalls::owns(a.session)) else {
+pub unsafe fn deliver_answer(state: *mut lua_State, token: Token, payload: &[u8], answer: AnswerHead) -> bool {
+    if !PendingCalls::owns(answer.session) {
         return false;
-    };
+    }
     let session = answer.session;
     let Some(pending) = with_host(|host| host.calls.take(session)) else {
         let late = with_host(|host| {

@@ -20,7 +20,7 @@ use crate::log;
 use crate::net::frame::PREFIX_LEN;
 use crate::net::frame::{Body, ForwardFailure, Mode, Route};
 use crate::net::{Framing, NetError, Notice, ReadResult, Token, next_frame};
-use crate::rpc::wire::trace_head;
+use crate::rpc::wire::{self, Head};
 
 /// What [`push_handler`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,8 +320,16 @@ unsafe fn handle_frame(state: *mut lua_State, token: Token, body: Body<'_>) {
 /// # Safety
 /// The [stack contract](super::raw#safety).
 unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], from_peer: bool) {
-    // SAFETY: the caller's contract, passed on (answers and calls the core handles).
-    if unsafe { calls::deliver_answer(state, token, payload) || calls::serve_call(state, token, payload) } {
+    let head = wire::head(payload);
+    // Answers and calls the core handles itself.
+    let handled = match head {
+        // SAFETY: the caller's contract, passed on.
+        Head::Answer(answer) => unsafe { calls::deliver_answer(state, token, payload, answer) },
+        // SAFETY: the caller's contract, passed on.
+        Head::Call(call) => unsafe { calls::serve_call(state, token, payload, call) },
+        Head::Trace(_) | Head::Other => false,
+    };
+    if handled {
         return;
     }
     // SAFETY: the handler and the decoded arguments go above `top`, which is
@@ -349,7 +357,10 @@ unsafe fn dispatch_message(state: *mut lua_State, token: Token, payload: &[u8], 
             }
         }
         // A traced message: its id is current while the handler runs, which gets the rest.
-        let traced = trace_head(payload).and_then(|head| Some((head, enter_trace(state, top + 1, head.trace)?)));
+        let traced = match head {
+            Head::Trace(trace) => enter_trace(state, top + 1, trace.trace).map(|key| (trace, key)),
+            _ => None,
+        };
         let decoded = match &traced {
             Some((head, _)) => decode_values(state, &payload[head.values_at..], head.values),
             None => decode_args(state, payload),

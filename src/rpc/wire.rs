@@ -62,13 +62,9 @@ pub struct TraceHead<'a> {
     pub values_at: usize,
 }
 
-/// The head of a traced one-way message: the core makes the trace id
-/// current while the message's handler runs and hands it the rest. None
-/// for any other message (or one whose trace id is not a string).
-pub fn trace_head(payload: &[u8]) -> Option<TraceHead<'_>> {
-    let mut rest = payload;
-    let len = rmp::decode::read_array_len(&mut rest).ok()?;
-    rest = rest.strip_prefix(b"\xa6@trace").filter(|_| len >= 3)?;
+/// A traced message's head after its tag: the id and where the message
+/// starts. None when the id is not a string (or bytes) or is cut short.
+fn trace_after_tag<'a>(len: u32, rest: &'a [u8], payload: &[u8]) -> Option<TraceHead<'a>> {
     let (&marker, after) = rest.split_first()?;
     // The id's length: a fixstr, or str/bin 8, 16 or 32 (length bytes to skip).
     let (trace_len, skip): (usize, usize) = match marker {
@@ -100,12 +96,8 @@ pub struct CallHead {
     pub values_at: usize,
 }
 
-/// The head of a call without a trace id, which the core runs in a worker
-/// coroutine; None for any other message.
-pub fn call_head(payload: &[u8]) -> Option<CallHead> {
-    let mut rest = payload;
-    let len = rmp::decode::read_array_len(&mut rest).ok()?;
-    rest = rest.strip_prefix(b"\xa5@call").filter(|_| len >= 4)?;
+/// A call's head after its tag: session and reply_to.
+fn call_after_tag(len: u32, mut rest: &[u8], payload: &[u8]) -> Option<CallHead> {
     let session = rmp::decode::read_int(&mut rest).ok()?;
     let reply_to = rmp::decode::read_int(&mut rest).ok()?;
     Some(CallHead {
@@ -130,12 +122,8 @@ pub struct AnswerHead {
     pub results_at: usize,
 }
 
-/// The head of an answer; None for any other message (or an answer whose
-/// `ok` is not a boolean, which the script's handler gets).
-pub fn answer_head(payload: &[u8]) -> Option<AnswerHead> {
-    let mut rest = payload;
-    let len = rmp::decode::read_array_len(&mut rest).ok()?;
-    rest = rest.strip_prefix(b"\xa4@ret").filter(|_| len >= 4)?;
+/// An answer's head after its tag: session, from_id (not kept) and ok.
+fn answer_after_tag(len: u32, mut rest: &[u8], payload: &[u8]) -> Option<AnswerHead> {
     let session = rmp::decode::read_int(&mut rest).ok()?;
     let _from: i64 = rmp::decode::read_int(&mut rest).ok()?;
     let ok = rmp::decode::read_bool(&mut rest).ok()?;
@@ -147,9 +135,63 @@ pub fn answer_head(payload: &[u8]) -> Option<AnswerHead> {
     })
 }
 
+/// What the core makes of a message before any of it is decoded into Lua.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head<'a> {
+    /// An answer to a call: the core resumes the caller when the session is its own.
+    Answer(AnswerHead),
+    /// A call without a trace id: the core runs it in a worker coroutine.
+    Call(CallHead),
+    /// A traced one-way message: the handler runs with the id current.
+    Trace(TraceHead<'a>),
+    /// Anything else (including a malformed head): the stream's handler
+    /// gets the whole message.
+    Other,
+}
+
+/// Reads the head of a message once: its array length and tag, then what
+/// that kind of message carries before its values.
+pub fn head(payload: &[u8]) -> Head<'_> {
+    let mut rest = payload;
+    let Ok(len) = rmp::decode::read_array_len(&mut rest) else {
+        return Head::Other;
+    };
+    let parsed = if let Some(rest) = rest.strip_prefix(b"\xa4@ret").filter(|_| len >= 4) {
+        answer_after_tag(len, rest, payload).map(Head::Answer)
+    } else if let Some(rest) = rest.strip_prefix(b"\xa5@call").filter(|_| len >= 4) {
+        call_after_tag(len, rest, payload).map(Head::Call)
+    } else if let Some(rest) = rest.strip_prefix(b"\xa6@trace").filter(|_| len >= 3) {
+        trace_after_tag(len, rest, payload).map(Head::Trace)
+    } else {
+        None
+    };
+    parsed.unwrap_or(Head::Other)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call_head(payload: &[u8]) -> Option<CallHead> {
+        match head(payload) {
+            Head::Call(call) => Some(call),
+            _ => None,
+        }
+    }
+
+    fn answer_head(payload: &[u8]) -> Option<AnswerHead> {
+        match head(payload) {
+            Head::Answer(answer) => Some(answer),
+            _ => None,
+        }
+    }
+
+    fn trace_head(payload: &[u8]) -> Option<TraceHead<'_>> {
+        match head(payload) {
+            Head::Trace(trace) => Some(trace),
+            _ => None,
+        }
+    }
 
     fn message(values: &[rmpv::Value]) -> Vec<u8> {
         let mut out = Vec::new();
