@@ -61,16 +61,24 @@ pub unsafe fn encode_args(state: *mut lua_State, first: c_int, last: c_int, out:
     let count = (last - first + 1).max(0) as u32;
     write_array_header(out, count);
     // SAFETY: the caller's contract, passed on.
-    unsafe { encode_values(state, first, last, out) }
+    unsafe { encode_values(state, first, last, first, out) }
 }
 
 /// Writes the stack values `first..=last` one after the other, without an
 /// array header (for callers that write the header and leading elements).
-/// Errors as [`encode_args`].
+/// Errors as [`encode_args`], naming the value at `first` "argument
+/// #`shown_first`" (the number it has in the call the script wrote, when a
+/// wrapper added arguments in front).
 ///
 /// # Safety
 /// As [`encode_args`].
-pub unsafe fn encode_values(state: *mut lua_State, first: c_int, last: c_int, out: &mut Vec<u8>) -> Result<(), String> {
+pub unsafe fn encode_values(
+    state: *mut lua_State,
+    first: c_int,
+    last: c_int,
+    shown_first: c_int,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     // SAFETY: `state` is live (the caller's promise); lua_gettop only reads it.
     let top = unsafe { ffi::lua_gettop(state) };
     let mut encoder = Encoder {
@@ -85,7 +93,7 @@ pub unsafe fn encode_values(state: *mut lua_State, first: c_int, last: c_int, ou
         // indices, made absolute as `value` wants (nothing is pushed yet).
         let result = unsafe { encoder.value(ffi::lua_absindex(state, index), 0) };
         if let Err(failure) = result {
-            let message = describe_failure(&failure, index);
+            let message = describe_failure(&failure, index - first + shown_first);
             // SAFETY: `top` was the top before the encoder pushed anything.
             unsafe { ffi::lua_settop(state, top) };
             return Err(message);

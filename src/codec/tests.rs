@@ -86,6 +86,22 @@ fn unsendable_values_name_what_and_where() {
 }
 
 #[test]
+fn values_after_a_wrappers_arguments_are_named_as_the_script_counts_them() {
+    let mut result = Ok(());
+    // SAFETY: the state `with_state` lends, in a protected call; the values
+    // are popped by the end of the call.
+    with_state(|state| unsafe {
+        // A wrapper's own arguments (timeout, trace) then the script's #2 and #3.
+        let count = push_chunk(state, "return 5000, nil, 'add', {ok = print}");
+        let top = ffi::lua_gettop(state);
+        let mut out = Vec::new();
+        result = super::encode_values(state, top - count + 3, top, 2, &mut out);
+        assert_eq!(ffi::lua_gettop(state), top, "encoding leaves the stack as it was");
+    });
+    assert_eq!(result.unwrap_err(), "cannot send a function (argument #3, at .ok)");
+}
+
+#[test]
 fn depth_limit_is_32_levels() {
     let nest = |levels: usize| format!("local t = 1 for _ = 1, {levels} do t = {{t}} end return t");
     assert!(encode_chunk(&nest(32)).is_ok());

@@ -37,7 +37,7 @@ pub unsafe extern "C-unwind" fn stream_call(state: *mut lua_State) -> c_int {
     // SAFETY: Lua called it; the check raises before anything is owned.
     unsafe { require_coroutine(state, c"rpc.call must run inside a coroutine (start one with luna.go)") };
     // SAFETY: Lua called this stream method; `args` lives until `send_call` returns.
-    let sent = unsafe { send_call(&Args::new(state), Via::Direct, 3, 1) };
+    let sent = unsafe { send_call(&Args::new(state), Via::Direct, 3, 2) };
     match sent {
         // SAFETY: a C function's return expression; nothing owned is live.
         Sent::Waiting => unsafe { ffi::lua_yield(state, 0) },
@@ -63,11 +63,11 @@ pub unsafe extern "C-unwind" fn stream_routed_call(state: *mut lua_State) -> c_i
         // SAFETY: Lua called this stream method; `args` lives until this block ends.
         let args = unsafe { Args::new(state) };
         match tracked_route(&args, 4, 0) {
-            // The user's method is argument #2 (#3 after a hash key).
+            // In the node's call_* the method is argument #2 (#3 after a hash key).
             Ok(route) => {
-                let shift = if route.mode == Mode::Hash { 4 } else { 5 };
+                let shown_method = if route.mode == Mode::Hash { 3 } else { 2 };
                 // SAFETY: a running stream method with its arguments in `args`.
-                unsafe { send_call(&args, Via::Router(route), 7, shift) }
+                unsafe { send_call(&args, Via::Router(route), 7, shown_method) }
             }
             // SAFETY: the stack contract of a C function.
             Err(why) => Sent::Failed(unsafe { push_fail_detail(state, NetError::InvalidParam, &why) }),
@@ -109,7 +109,7 @@ pub unsafe extern "C-unwind" fn stream_reply(state: *mut lua_State) -> c_int {
         write_answer_head(out, session, self_id, ok, (last - 4).max(0) as u32);
         // SAFETY: the stack contract; `5..=last` are argument slots (none when
         // last < 5), read while the host is not borrowed.
-        unsafe { encode_values(state, 5, last, out) }
+        unsafe { encode_values(state, 5, last, 5, out) }
     });
     // SAFETY: the stack contract of a C function.
     unsafe { push_send_result(state, result) }
@@ -141,12 +141,12 @@ unsafe fn require_coroutine(state: *mut lua_State, message: &'static std::ffi::C
 
 /// Sends the call whose method is argument `method_at` (the arguments
 /// before it: timeout_ms, trace, and for routed calls reply_to and the
-/// route) and registers it. `shift`: how many arguments the wrapper adds in
-/// front of the user's, so an error's "argument #N" counts from the user's call.
+/// route) and registers it. `shown_method`: the method's argument number in
+/// the call the script wrote (rpc.call, node.call_*), which errors count from.
 ///
 /// # Safety
 /// The stack contract of a running stream method (`token`), with `args` its arguments.
-unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shift: c_int) -> Sent {
+unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shown_method: c_int) -> Sent {
     let state = args.state();
     // SAFETY: a running stream method (the caller's promise).
     let stream = unsafe { token(state) };
@@ -167,7 +167,7 @@ unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shift: c_int) -> Se
     };
     let last = args.count();
     if last < method_at {
-        let why = format!("a method (argument #{}) is required", method_at - shift);
+        let why = format!("a method (argument #{shown_method}) is required");
         // SAFETY: the stack contract of a C function.
         return Sent::Failed(unsafe { push_fail_detail(state, NetError::InvalidParam, &why) });
     }
@@ -182,7 +182,7 @@ unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shift: c_int) -> Se
         write_call_head(out, session, reply_to, trace, values);
         // SAFETY: the stack contract; `method_at..=last` are argument slots,
         // read while the host is not borrowed.
-        unsafe { encode_values(state, method_at, last, out) }
+        unsafe { encode_values(state, method_at, last, shown_method, out) }
     });
     match result {
         Ok(_) => {}
@@ -191,7 +191,6 @@ unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shift: c_int) -> Se
             return Sent::Failed(unsafe { push_fail(state, "connection-lost") });
         }
         Err(SendError::Encode(message)) => {
-            let message = renumber_arguments(&message, shift);
             // SAFETY: the stack contract of a C function.
             return Sent::Failed(unsafe { push_fail(state, message) });
         }
@@ -216,25 +215,6 @@ unsafe fn send_call(args: &Args, via: Via, method_at: c_int, shift: c_int) -> Se
         host.calls.counters.calls += 1;
     });
     Sent::Waiting
-}
-
-/// Rewrites every "argument #N" of an encoder message as "argument #(N - shift)".
-pub(super) fn renumber_arguments(message: &str, shift: c_int) -> String {
-    const MARK: &str = "argument #";
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(MARK) {
-        let (before, after) = rest.split_at(at + MARK.len());
-        out.push_str(before);
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        match after[..digits].parse::<c_int>() {
-            Ok(n) => out.push_str(&(n - shift).to_string()),
-            Err(_) => out.push_str(&after[..digits]),
-        }
-        rest = &after[digits..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Resumes the coroutine `waiter` (a registry reference, released here)
@@ -546,23 +526,4 @@ pub unsafe extern "C-unwind" fn rpc_stats(state: *mut lua_State) -> c_int {
         }
     }
     1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::renumber_arguments;
-
-    #[test]
-    fn argument_numbers_count_from_the_users_call() {
-        assert_eq!(
-            renumber_arguments("cannot send a function (argument #4, at .x)", 1),
-            "cannot send a function (argument #3, at .x)"
-        );
-        assert_eq!(
-            renumber_arguments("argument #9 and argument #10", 5),
-            "argument #4 and argument #5"
-        );
-        assert_eq!(renumber_arguments("no numbers here", 3), "no numbers here");
-        assert_eq!(renumber_arguments("argument #x", 3), "argument #x");
-    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mlua::ffi::{self, lua_State};
 
-use super::calls::{self, renumber_arguments};
+use super::calls;
 use super::host::with_host;
 use super::objects::{forget_object, push_listener, push_manager, push_stream};
 use super::raw::{Args, integer_arg, push_fail, push_fail_detail, raw_field, upvalue_integer, with_str};
@@ -764,13 +764,9 @@ unsafe extern "C-unwind" fn stream_forward_traced(state: *mut lua_State) -> c_in
     let result = encode_then_send(stream, output, |out| {
         write_trace_head(out, trace, (last - first + 1) as u32);
         // SAFETY: the stack contract; `first..=last` are argument slots, read
-        // while the host is not borrowed.
-        unsafe { encode_values(state, first, last, out) }
-    });
-    // The caller's message starts two arguments earlier (no mode, no trace).
-    let result = result.map_err(|error| match error {
-        SendError::Encode(message) => SendError::Encode(renumber_arguments(&message, 2)),
-        other => other,
+        // while the host is not borrowed. The node's forward that called this
+        // has no mode and no trace: its message starts two arguments earlier.
+        unsafe { encode_values(state, first, last, first - 2, out) }
     });
     // SAFETY: the stack contract of a C function.
     unsafe { push_send_result(state, result) }
