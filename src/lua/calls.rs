@@ -16,10 +16,10 @@ use super::raw::{Args, lossy, push_fail, push_fail_detail, push_ref};
 use super::sockets::{Output, encode_then_send, push_send_result, token, tracked_route};
 use crate::codec::{decode_values, encode_values};
 use crate::log;
-use crate::net::frame::{Header, Kind, Mode, Route};
+use crate::net::frame::{ForwardFailure, Header, Kind, Mode, Route};
 use crate::net::{NetError, SendError, Token};
 use crate::rpc::wire::{AnswerHead, CallHead, write_answer_head, write_call_head};
-use crate::rpc::{Counters, Pending, PendingCalls};
+use crate::rpc::{Pending, PendingCalls};
 
 /// Where a call goes: on the stream itself, or through the router at its end.
 enum Via {
@@ -429,33 +429,39 @@ pub unsafe fn deliver_answer(state: *mut lua_State, token: Token, payload: &[u8]
 }
 
 /// A router could not deliver the tracked call `session` (no-route,
-/// connection-lost...): its coroutine gets nil, `error`. False when the
-/// session is the Lua layer's.
+/// connection-lost...): its coroutine gets nil and the failure's name. A
+/// report for a call that is already over (it timed out) is counted as a
+/// late reply. False when the session is the Lua layer's.
 ///
 /// # Safety
 /// The [stack contract](super::raw#safety).
-pub unsafe fn fail_routed_call(state: *mut lua_State, session: u32, error: &str) -> bool {
+pub unsafe fn fail_routed_call(state: *mut lua_State, session: u32, failure: ForwardFailure) -> bool {
     if !PendingCalls::owns(session) {
         return false;
     }
     let taken = with_host(|host| {
-        let pending = host.calls.take(session)?;
-        count_failure(&mut host.calls.counters, error);
-        Some(pending)
+        let pending = host.calls.take(session);
+        let counters = &mut host.calls.counters;
+        if pending.is_none() {
+            counters.late_replies += 1;
+            return None;
+        }
+        match failure {
+            ForwardFailure::ConnectionLost => counters.connection_lost += 1,
+            ForwardFailure::NoRoute => counters.no_route += 1,
+            ForwardFailure::SendBufferFull | ForwardFailure::TooManyCalls => {}
+        }
+        pending
     });
-    if let Some(pending) = taken {
+    match taken {
         // SAFETY: the caller's contract, passed on.
-        unsafe { resume_failed(state, pending.waiter, error) };
+        Some(pending) => unsafe { resume_failed(state, pending.waiter, failure.name()) },
+        None => log::debug(&format!(
+            "rpc: dropped a late {} report for session {session}",
+            failure.name()
+        )),
     }
     true
-}
-
-fn count_failure(counters: &mut Counters, error: &str) {
-    match error {
-        "connection-lost" => counters.connection_lost += 1,
-        "no-route" => counters.no_route += 1,
-        _ => {}
-    }
 }
 
 /// Stream `token` closed: its calls fail now with connection-lost rather than at their timeout.
@@ -486,11 +492,17 @@ pub unsafe fn time_out_calls(state: *mut lua_State) -> usize {
         let (session, pending) = host.calls.take_expired(now)?;
         host.calls.counters.timeouts += 1;
         if pending.tracked {
-            // Best effort: a closed stream's router has forgotten the call already.
-            let _ = host.net.send_with(pending.stream, Kind::Cancel, Header::None, |out| {
+            let cancel = host.net.send_with(pending.stream, Kind::Cancel, Header::None, |out| {
                 out.extend_from_slice(&session.to_be_bytes());
                 Ok::<(), ()>(())
             });
+            // A closed stream's router has forgotten the call already; a full
+            // one keeps tracking it until the callee answers or leaves.
+            if let Err(SendError::Net(error)) = cancel
+                && error != NetError::Closed
+            {
+                log::debug(&format!("rpc: could not cancel timed-out call {session}: {error}"));
+            }
         }
         Some(pending)
     }) {

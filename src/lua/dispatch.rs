@@ -472,7 +472,7 @@ unsafe fn dispatch_forward_error(
 ) {
     // SAFETY: the contract, passed on; four arguments are pushed for `on_call_failed`.
     let tracked = route.session != 0
-        && (unsafe { calls::fail_routed_call(state, route.session, failure.name()) }
+        && (unsafe { calls::fail_routed_call(state, route.session, failure) }
             || unsafe {
                 call_handler(state, token, c"on_call_failed", &|| {
                     ffi::lua_pushinteger(state, i64::from(route.session));
