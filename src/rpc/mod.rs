@@ -183,11 +183,6 @@ impl PendingCalls {
         None
     }
 
-    /// True while `session` waits for its answer.
-    pub fn is_pending(&self, session: u32) -> bool {
-        self.calls.contains_key(&session)
-    }
-
     /// Calls waiting now.
     pub fn len(&self) -> usize {
         self.calls.len()
@@ -235,7 +230,7 @@ mod tests {
         assert!(PendingCalls::owns(a) && !PendingCalls::owns(LUA_SESSIONS_START) && !PendingCalls::owns(0));
         assert_eq!(calls.take(a).map(|p| p.waiter), Some(1));
         assert_eq!(calls.take(a), None, "answered once");
-        assert!(calls.is_pending(b));
+        assert!(calls.calls.contains_key(&b));
         assert_eq!(calls.counters.calls, 2);
     }
 
@@ -279,7 +274,7 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(lost, expected);
         assert_eq!(calls.len(), 1);
-        assert!(calls.is_pending(on_b));
+        assert!(calls.calls.contains_key(&on_b));
         assert_eq!(
             calls.take_expired(deadline + Duration::from_secs(1)).map(|(s, _)| s),
             Some(on_b)
