@@ -161,6 +161,14 @@ fn publish_subscribe_across_two_routers_with_retained_states() {
     let mut cluster = cluster_with(2, &["--stats-ms", "100"]);
     let mut subscriber = cluster.start_client("9.7", "features/subscriber.lua");
     subscriber.expect("subscribed");
+    // Its three topics reached both routers (their stats count them) before anything is published.
+    eventually("the subscriptions on both routers", || {
+        cluster
+            .routers
+            .iter()
+            .all(|(router, _)| router.stderr().contains(" topics=3"))
+            .then_some(())
+    });
     let mut publisher = cluster.start_client("9.8", "features/publisher.lua");
     publisher.expect("published");
     // Topics are independent: their messages may interleave in any order.
