@@ -7,12 +7,14 @@ use common::cluster::Cluster;
 use common::{Luna, eventually};
 
 fn cluster(routers: usize) -> Cluster {
-    Cluster::new(
-        "features/service.lua",
-        "features/client_head.lua",
-        routers,
-        &["--heartbeat-ms", "100"],
-    )
+    cluster_with(routers, &[])
+}
+
+/// A cluster of the features scripts whose routers also get `router_args`.
+fn cluster_with(routers: usize, router_args: &[&str]) -> Cluster {
+    let mut args = vec!["--heartbeat-ms", "100"];
+    args.extend_from_slice(router_args);
+    Cluster::new("features/service.lua", "features/client_head.lua", routers, &args)
 }
 
 /// Stdout lines of `client` starting with `prefix`, so far.
@@ -128,12 +130,7 @@ fn hash_owners(cluster: &Cluster, id: &str, via: usize) -> Vec<(String, String)>
 
 #[test]
 fn rendezvous_hashing_agrees_on_every_router_and_moves_about_one_key_in_n() {
-    let mut cluster = Cluster::new(
-        "features/service.lua",
-        "features/client_head.lua",
-        2,
-        &["--heartbeat-ms", "100", "--hash-mode", "2=rendezvous"],
-    );
+    let mut cluster = cluster_with(2, &["--hash-mode", "2=rendezvous"]);
     for id in ["2.1", "2.2", "2.3"] {
         cluster.start_service(id);
     }
@@ -161,14 +158,17 @@ fn rendezvous_hashing_agrees_on_every_router_and_moves_about_one_key_in_n() {
 
 #[test]
 fn publish_subscribe_across_two_routers_with_retained_states() {
-    let mut cluster = Cluster::new(
-        "features/service.lua",
-        "features/client_head.lua",
-        2,
-        &["--heartbeat-ms", "100", "--stats-ms", "100"],
-    );
+    let mut cluster = cluster_with(2, &["--stats-ms", "100"]);
     let mut subscriber = cluster.start_client("9.7", "features/subscriber.lua");
     subscriber.expect("subscribed");
+    // Its three topics reached both routers (their stats count them) before anything is published.
+    eventually("the subscriptions on both routers", || {
+        cluster
+            .routers
+            .iter()
+            .all(|(router, _)| router.stderr().contains(" topics=3"))
+            .then_some(())
+    });
     let mut publisher = cluster.start_client("9.8", "features/publisher.lua");
     publisher.expect("published");
     // Topics are independent: their messages may interleave in any order.

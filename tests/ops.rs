@@ -71,25 +71,9 @@ fn http(port: u16, request: &[u8]) -> String {
 
 // ---------------------------------------------------------------- metrics
 
-const PROMETHEUS_MISSING: &str = "Python package prometheus_client is missing: run \
-     `python3 -m pip install prometheus_client` (bash .ci/run installs it)";
-
-fn require_prometheus_client() {
-    let status = Command::new("python3")
-        .args(["-c", "import prometheus_client.parser"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(status) if status.success() => {}
-        Ok(_) => panic!("{PROMETHEUS_MISSING}"),
-        Err(error) => panic!("cannot run python3 ({error}): install Python 3, then: {PROMETHEUS_MISSING}"),
-    }
-}
-
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    require_prometheus_client();
+    common::require_python_module("prometheus_client.parser", "prometheus_client");
     let (mut luna, port) = start(
         &["--metrics", "127.0.0.1:0"],
         "metrics_service.lua",

@@ -16,22 +16,6 @@ use common::{Luna, test_script};
 /// How long the Python client may take.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(120);
 
-const MSGPACK_MISSING: &str =
-    "Python package msgpack is missing: run `python3 -m pip install msgpack` (bash .ci/run installs it)";
-
-fn require_msgpack() {
-    let status = Command::new("python3")
-        .args(["-c", "import msgpack"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(status) if status.success() => {}
-        Ok(_) => panic!("{MSGPACK_MISSING}"),
-        Err(error) => panic!("cannot run python3 ({error}): install Python 3, then: {MSGPACK_MISSING}"),
-    }
-}
-
 /// Runs the client to its end (killing it after the deadline): (success, stdout, stderr).
 fn run_client(client: &Path, port: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let mut child = Command::new("python3")
@@ -79,7 +63,7 @@ fn run_client(client: &Path, port: &str, env: &[(&str, &str)]) -> (bool, String,
 
 #[test]
 fn python_client_talks_to_a_luna_service() {
-    require_msgpack();
+    common::require_python_module("msgpack", "msgpack");
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/luna_client.py");
     assert!(client.is_file(), "missing {}", client.display());
 
@@ -107,7 +91,7 @@ fn python_client_talks_to_a_luna_service() {
 
 #[test]
 fn python_client_authenticates_with_the_cluster_secret() {
-    require_msgpack();
+    common::require_python_module("msgpack", "msgpack");
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/luna_client.py");
     let secret = "a secret \u{2713} shared by luna and python";
     let script = test_script("python_client/echo.lua");

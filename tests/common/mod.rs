@@ -358,3 +358,21 @@ pub fn start_router(cwd: &Path, args: &[&str]) -> (Luna, String) {
 pub fn script_arg(relative: &str) -> String {
     test_script(relative).to_str().expect("utf-8 path").to_string()
 }
+
+/// Panics with how to install it unless python3 can import `module`
+/// (`package` is its pip name).
+pub fn require_python_module(module: &str, package: &str) {
+    let missing = format!(
+        "Python package {package} is missing: run `python3 -m pip install {package}` (bash .ci/run installs it)"
+    );
+    let status = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        Ok(_) => panic!("{missing}"),
+        Err(error) => panic!("cannot run python3 ({error}): install Python 3, then: {missing}"),
+    }
+}

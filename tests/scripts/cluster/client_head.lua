@@ -20,4 +20,4 @@ node = cluster.start{
     end,
 }
 function when_ready(fn) nodes.when_live(node, #routers, fn) end
-assert(loadfile(assert(os.getenv("CLIENT_BODY"), "CLIENT_BODY is not set"), "t", _ENV))()
+nodes.run_client_body(_ENV)

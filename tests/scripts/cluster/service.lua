@@ -21,4 +21,4 @@ node = cluster.start{
         end
     end,
 }
-nodes.when_live(node, #routers, function() print("ready " .. node.name) end)
+nodes.print_ready_when_live(node, #routers)

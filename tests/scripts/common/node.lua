@@ -29,3 +29,13 @@ function print_status_changes(node, states)
         end
     end
 end
+
+--- Prints `ready <name>` once `count` routers of `node` are live.
+function print_ready_when_live(node, count)
+    when_live(node, count, function() print("ready " .. node.name) end)
+end
+
+--- Runs the file named by CLIENT_BODY in `env` (the environment of a client head).
+function run_client_body(env)
+    assert(loadfile(assert(os.getenv("CLIENT_BODY"), "CLIENT_BODY is not set"), "t", env))()
+end

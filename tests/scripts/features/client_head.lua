@@ -10,4 +10,4 @@ node = cluster.start{
     on_forward_error = function(err, mode, target, ...) print("forward_error " .. err .. " " .. mode .. " " .. tostring(target)) end,
 }
 function when_ready(fn) nodes.when_live(node, #routers, function() luna.go(fn) end) end
-assert(loadfile(assert(os.getenv("CLIENT_BODY"), "CLIENT_BODY is not set"), "t", _ENV))()
+nodes.run_client_body(_ENV)

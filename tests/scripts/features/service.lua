@@ -30,7 +30,7 @@ end
 function handlers.note(text) print("note " .. node.name .. " " .. tostring(text)) end
 
 node = node or cluster.start{ id = luna.args[1], routers = routers, heartbeat_ms = 100, handlers = handlers }
-nodes.when_live(node, #routers, function() print("ready " .. node.name) end)
+nodes.print_ready_when_live(node, #routers)
 
 -- One-way: tells `reply_to` which service this key landed on.
 function handlers.whoami(reply_to, key) node.forward_target(reply_to, "iam", key, node.name) end

@@ -17,4 +17,4 @@ function show(...)
     end
     return table.concat(parts, " ")
 end
-assert(loadfile(assert(os.getenv("CLIENT_BODY"), "CLIENT_BODY is not set"), "t", _ENV))()
+nodes.run_client_body(_ENV)

@@ -10,4 +10,4 @@ _G.node = cluster.start{
     handlers = import(os.getenv("HANDLERS") or "handlers.lua"),
 }
 function on_reload(path) print("reloaded " .. path:match("[^/]+$")) end
-nodes.when_live(node, #routers, function() print("ready " .. node.name) end)
+nodes.print_ready_when_live(node, #routers)
