@@ -682,8 +682,7 @@ fn a_flood_of_tracked_calls_does_not_blind_the_router() {
     let line = victim.luna.expect("err 1 ");
     let waited = killed.elapsed();
     assert!(
-        // Before the timeout, not within some speed: the loss, not the timeout, ended the call.
-        line == "err 1 connection-lost" && waited < Duration::from_secs(12),
+        line == "err 1 connection-lost" && waited < Duration::from_secs(6),
         "after one connection's flood, another caller got {line:?} {waited:?} after its callee died (its timeout is 12 s)\n--- caller ---\n{}\n--- router ---\n{}",
         victim.luna.stderr(),
         router.stderr()
@@ -998,10 +997,9 @@ fn a_callee_killed_mid_call_reports_every_call() {
         (20, 20, "connection-lost=20"),
         "{summary:?}"
     );
-    // Before the timeout, not within some speed: the loss, not the timeout, ended the calls.
     assert!(
-        waited < Duration::from_secs(12),
-        "the callers waited {waited:?}, as long as their 12 s timeout"
+        waited < Duration::from_secs(6),
+        "the callers waited {waited:?} (timeout 12 s)"
     );
 }
 
