@@ -63,11 +63,11 @@ fn remote_error_no_route_and_connection_lost_are_different() {
         unsendable.starts_with("nil remote-error: cannot send the results: cannot send a function"),
         "{unsendable}"
     );
-    assert_eq!(client.value("noroute"), "nil no-route before_timeout=true");
+    assert_eq!(client.value("noroute"), "nil no-route fast=true");
     client.expect("calling");
     cluster.services.get_mut("2.2").unwrap().expect("sleeping 15000");
     cluster.kill_service("2.2");
-    assert_eq!(client.value("lost"), "nil connection-lost before_timeout=true");
+    assert_eq!(client.value("lost"), "nil connection-lost fast=true");
 }
 
 #[test]
@@ -145,5 +145,5 @@ fn direct_stream_calls_callback_style_and_a_dying_callee() {
     client.expect("calling");
     server.expect("hanging");
     server.signal(libc::SIGKILL);
-    assert_eq!(client.value("lost"), "nil connection-lost before_timeout=true");
+    assert_eq!(client.value("lost"), "nil connection-lost fast=true");
 }
