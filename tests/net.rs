@@ -258,6 +258,7 @@ fn close_flushes_queued_output_first() {
     let mut client = start_client("close_flushes", port);
     client.expect("after close\tnil\tclosed");
     assert!(client.wait_exit().success());
+    server.expect("last words 1000000");
     server.expect("error connection-lost");
 }
 
