@@ -294,10 +294,14 @@ local function add_forwards(node)
             if node.route_wait_ms and not membership.has_route(node, mode, target) then
                 -- Hold it until the target registers (start-up ordering), or report no-route.
                 local args = table.pack(...)
-                local function send() send_forward(node, name, table.unpack(args, 1, args.n)) end
-                local function fail()
+                local function fail(err)
                     local offset = name == "forward_hash" and 3 or 2
-                    on_forward_error(node, "no-route", mode, target, table.unpack(args, offset, args.n))
+                    on_forward_error(node, err or "no-route", mode, target, table.unpack(args, offset, args.n))
+                end
+                -- Sent later, when nobody gets the result: a failure goes to on_forward_error.
+                local function send()
+                    local sent, err = send_forward(node, name, table.unpack(args, 1, args.n))
+                    if not sent then fail(err) end
                 end
                 if membership.hold(node, mode, target, node.route_wait_ms, send, fail) then return 0 end
                 return nil, "no-route"
