@@ -281,7 +281,7 @@ local function send_forward(node, name, ...)
     local stream = via_current(node, name)
     if not stream then return nil, "no-route" end
     local trace = traces[trace_key()]
-    if trace == nil and rpc.tracing then trace = rpc.outgoing_trace() end
+    if trace == nil and rpc.tracing then trace = trace_ids.new_id() end
     if not trace then return stream[name](...) end
     return stream._tforward(FORWARDS[name], trace, ...)
 end
