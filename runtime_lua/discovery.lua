@@ -139,18 +139,31 @@ local function scan_got(disc, scan, key, value, cursor)
     if scan.waiting == 0 then next_page(disc, scan, cursor) end
 end
 
--- A page of SCAN: { cursor, keys }; GETs each key.
+-- Errors of a command the client gives when Redis is gone (or the client
+-- closed): a scan they cut short removes nothing.
+local OUTAGE = { ["redis-unavailable"] = true, ["connection-lost"] = true, timeout = true, closed = true }
+
+-- A page of SCAN: { cursor, keys }; GETs each key. A key that cannot be
+-- read (not a string, say) counts as absent, so the scan still ends.
 local function scan_page(disc, scan, reply, err)
     if not reply then
         if err ~= "redis-unavailable" then log.warn("discovery: SCAN failed: " .. tostring(err)) end
         return
     end
-    local cursor, keys = reply[1], reply[2] or {}
+    local cursor, keys = type(reply) == "table" and reply[1], type(reply) == "table" and reply[2]
+    if type(cursor) ~= "string" or type(keys) ~= "table" then
+        return log.warn("discovery: SCAN " .. scan.pattern .. " gave an unexpected reply (" .. type(reply) .. "); the re-scan tries again")
+    end
     scan.waiting = #keys
     if #keys == 0 then return next_page(disc, scan, cursor) end
     for _, key in ipairs(keys) do
         disc.commands.send(function(value, get_err)
-            if not get_err then scan_got(disc, scan, key, value, cursor) end
+            if OUTAGE[get_err] then return end
+            if get_err then
+                log.warn("discovery: cannot read " .. tostring(key) .. " (" .. get_err .. "): taken as absent")
+                value = nil
+            end
+            scan_got(disc, scan, key, value, cursor)
         end, "GET", key)
     end
 end
