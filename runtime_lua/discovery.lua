@@ -92,11 +92,11 @@ local function gone(disc, kind, name)
 end
 
 -- grace_ms after a name went missing (at `since`): if it is still missing
--- since then, a GET decides (an error leaves it to the next scan).
+-- since then, a GET decides (an error, logged, leaves it to the next scan).
 local function recheck_missing(disc, kind, watch, name, since)
     if watch.missing_since[name] ~= since or disc.watchers[kind] ~= watch then return end
     disc.commands.send(function(value, err)
-        if err then return end
+        if err then return report("re-read " .. name .. " of " .. kind)(nil, err) end
         if value then return seen(disc, kind, name, value) end
         if watch.missing_since[name] then gone(disc, kind, name) end
     end, "GET", key_of(disc, kind, name))
@@ -229,7 +229,8 @@ local function on_event(disc, channel, event)
     local kind, name = split(disc, key)
     if not kind or not disc.watchers[kind] then return end
     if event == "set" then
-        disc.commands.send(function(value)
+        disc.commands.send(function(value, err)
+            if err then return report("read " .. key)(nil, err) end
             if value then seen(disc, kind, name, value) end
         end, "GET", key)
     elseif event == "del" or event == "expired" then
