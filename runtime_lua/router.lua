@@ -147,7 +147,6 @@ local function link_gone(link, err)
     end
 end
 
--- One control message of a link.
 -- Subscribes the link to a topic (the core keeps the table and fans
 -- publishes out); a refusal is answered and logged once per topic.
 local function subscribe(link, topic)
@@ -156,6 +155,16 @@ local function subscribe(link, topic)
     refuse_once(link, topic, "a subscription to " .. tostring(topic), err, "@subscribe_failed")
 end
 
+-- Unsubscribes the link from a topic (not subscribed: nothing to do); a bad topic is logged.
+local function unsubscribe(link, topic)
+    local ok, err, detail = link.router.mgr.unsubscribe(topic, link.stream.token)
+    if ok == nil then
+        log.warn("router: bad @unsubscribe " .. tostring(topic) .. " from " .. link.peer .. ": " .. tostring(err)
+            .. " " .. tostring(detail))
+    end
+end
+
+-- One control message of a link.
 local function on_link_message(link, msg, a, b)
     if msg == "@ping" then
         link.stream.call("@pong")
@@ -170,7 +179,7 @@ local function on_link_message(link, msg, a, b)
     elseif msg == "@subscribe" then
         subscribe(link, a)
     elseif msg == "@unsubscribe" then
-        link.router.mgr.unsubscribe(a, link.stream.token)
+        unsubscribe(link, a)
     else
         log.warn("router: unknown message " .. tostring(msg) .. " from " .. link.peer)
     end
