@@ -16,7 +16,9 @@ local M = {}
 --- Most one-way messages a node holds while waiting for their route.
 M.max_waiting_forwards = 10000
 
-local function group_of(id) return luna.service_group(id) end
+local group_of = luna.service_group
+
+local route_appeared
 
 -- Calls the node's listeners and wakes what waits for a route.
 local function changed(node, id, up)
@@ -27,7 +29,7 @@ local function changed(node, id, up)
         local ok, err = xpcall(listener, debug.traceback, id, up)
         if not ok then log.error(node.name .. ": error in on_member: " .. err) end
     end
-    if up then M.route_appeared(node) end
+    if up then route_appeared(node) end
 end
 
 -- Every id of `from` that `other` lacks comes (up) or goes in the node's view.
@@ -97,8 +99,8 @@ local function waiters(node)
     return node.route_waiters
 end
 
---- Wakes the calls and sends the messages whose route is now in the view.
-function M.route_appeared(node)
+-- Wakes the calls and sends the messages whose route is now in the view.
+function route_appeared(node)
     local list = node.route_waiters
     if not list or #list == 0 then return end
     local still = {}
