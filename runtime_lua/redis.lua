@@ -155,10 +155,17 @@ local function handshake(conn)
     raw_send(conn, function(_, err) handshake_done(conn, attempt, err) end, "PING")
 end
 
--- A pub/sub message: to client.on_message(channel, payload[, pattern]).
+-- A pub/sub message: to client.on_message(channel, payload[, pattern]);
+-- without one, the first dropped message is logged.
 local function deliver_message(conn, value)
     local handler = conn.client.on_message
-    if not handler then return end
+    if not handler then
+        if not conn.warned_no_handler then
+            conn.warned_no_handler = true
+            log.warn(conn.label .. ": a pub/sub message arrived but the client has no on_message: dropped")
+        end
+        return
+    end
     if value[1] == "pmessage" then return handler(value[3], value[4], value[2]) end
     return handler(value[2], value[3])
 end
