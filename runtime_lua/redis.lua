@@ -210,6 +210,12 @@ function connect(conn)
     end
 end
 
+-- The answer to the watchdog's PING: an error while still ready (a server
+-- error reply, a send that failed) is reported; an outage reports itself.
+local function pinged(conn, _, err)
+    if err and conn.client.state == "ready" then problem(conn, "PING failed: " .. tostring(err), "ping") end
+end
+
 -- A server that stops answering is as good as gone: reconnect. An idle
 -- ready connection is PINGed so that a dead one is found.
 local function watchdog_tick(conn)
@@ -218,7 +224,7 @@ local function watchdog_tick(conn)
         problem(conn, "no reply for " .. conn.command_timeout_ms .. " ms")
         drop(conn, "timeout")
     elseif conn.client.state == "ready" and idle then
-        raw_send(conn, function() end, "PING")
+        raw_send(conn, conn.pinged, "PING")
     end
 end
 
@@ -278,6 +284,7 @@ function M.connect(config)
         closed = false,
         last_problem = nil,
     }
+    function conn.pinged(value, err) return pinged(conn, value, err) end
     conn.watchdog = luna.interval(math.max(100, conn.command_timeout_ms // 4), function() watchdog_tick(conn) end)
 
     --- Sends a command; callback(value, err) gets the reply. False if Redis is unavailable.
