@@ -76,10 +76,17 @@ M.messages = {
         link.members = set
         if link == node.current then M.sync(node) end
     end,
-    -- One change.
+    -- One change: the view of the router in use takes just this id (it is
+    -- in line with that router's list since the last sync).
     ["@member"] = function(node, link, _, id, up)
-        if link.members then link.members[id] = up and true or nil end
-        if link == node.current and link.members then M.sync(node) end
+        local members = link.members
+        if not members then return end
+        up = up and true or nil
+        members[id] = up
+        if link == node.current and node.view[id] ~= up then
+            node.view[id] = up
+            changed(node, id, up == true)
+        end
     end,
 }
 
