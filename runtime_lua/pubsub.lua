@@ -18,10 +18,12 @@ local log = luna.log
 
 local M = {}
 
--- Runs a subscriber's function on a message of its topic.
+-- Runs a subscriber's function on a message of its topic (one for a topic
+-- no longer heard, still on its way after unsubscribe, is logged at debug).
 local function deliver(node, topic, ...)
     local fn = node.subscriptions[topic]
-    if fn then luna.go(fn, ...) end
+    if fn then return luna.go(fn, ...) end
+    log.debug(node.name .. ": dropped a message of " .. tostring(topic) .. ", a topic not subscribed to")
 end
 
 -- A state: dropped unless newer than the last one seen from that publisher.
