@@ -67,10 +67,10 @@ local function new_session()
     return next_session
 end
 
+local core_stats = luna._rpc_stats -- the counters of the calls the core makes and answers
+
 --- Counters: calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors,
 --- pending (our calls waiting for answers) and serving (calls being handled here).
-local core_stats = luna._rpc_stats
-
 function M.stats()
     local core = core_stats()
     return {
