@@ -165,7 +165,7 @@ local function registered(node, link, id)
     link.waiting[id] = nil
     if next(link.waiting) then return end
     link.waiting = nil
-    link.state, link.problem, link.backoff = "live", nil, node.backoff_min
+    link.state, link.problem, link.backoff, link.register_backoff = "live", nil, node.backoff_min, nil
     log.info(node.name .. ": connected to router " .. link.address .. " (registered)")
     pick_router(node)
 end
