@@ -160,8 +160,14 @@ local function scan_page(disc, scan, reply, err)
         disc.commands.send(function(value, get_err)
             if OUTAGE[get_err] then return end
             if get_err then
-                log.warn("discovery: cannot read " .. tostring(key) .. " (" .. get_err .. "): taken as absent")
+                -- Logged once per key, not on every re-scan.
+                if not disc.unreadable[key] then
+                    disc.unreadable[key] = true
+                    log.warn("discovery: cannot read " .. tostring(key) .. " (" .. get_err .. "): taken as absent")
+                end
                 value = nil
+            elseif disc.unreadable[key] then
+                disc.unreadable[key] = nil
             end
             scan_got(disc, scan, key, value, cursor)
         end, "GET", key)
@@ -333,6 +339,7 @@ function M.start(config)
         registered = {}, -- key -> value
         watchers = {}, -- kind -> { on_add, on_remove, known = { name -> value }, missing_since = { name -> ms } }
         leases = {}, -- key -> lease
+        unreadable = {}, -- key -> true: a scanned key whose GET failed (logged once)
         stopped = false,
         notifications_warned = false,
         ever_ready = false,
