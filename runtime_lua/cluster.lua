@@ -346,14 +346,23 @@ local function call_functions(node, timeout_ms)
     }
 end
 
+-- Most node.timeout(ms) views a node keeps (one per distinct ms).
+local MAX_TIMEOUT_VIEWS = 64
+
 -- The call_* functions of a node, and node.timeout(ms) for other timeouts.
 local function add_calls(node)
     for name, fn in pairs(call_functions(node, nil)) do node[name] = fn end
-    local views = {}
+    local views, cached = {}, 0
     --- The call functions with a different timeout: node.timeout(500).call_hash(...).
     function node.timeout(ms)
-        views[ms] = views[ms] or call_functions(node, ms)
-        return views[ms]
+        local view = views[ms]
+        if view then return view end
+        view = call_functions(node, ms)
+        -- Kept for the first few timeouts only: one computed per call must not grow the node.
+        if cached < MAX_TIMEOUT_VIEWS then
+            views[ms], cached = view, cached + 1
+        end
+        return view
     end
 end
 
