@@ -430,14 +430,17 @@ local function direct_call(timeout_ms, stream, method, ...)
     return stream._call(timeout_ms or M.default_timeout_ms, trace, method, ...)
 end
 
-local views = {}
+local views, cached = {}, 0
+local MAX_TIMEOUT_VIEWS = 64 -- views kept: a timeout computed per call must not grow the process
 
 --- The call functions with a different timeout: rpc.timeout(500).call(stream, ...).
 function M.timeout(ms)
     local view = views[ms]
     if not view then
         view = { call = function(...) return direct_call(ms, ...) end }
-        views[ms] = view
+        if cached < MAX_TIMEOUT_VIEWS then
+            views[ms], cached = view, cached + 1
+        end
     end
     return view
 end
