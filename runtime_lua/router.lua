@@ -135,7 +135,10 @@ local function link_gone(link, err)
     local router, token = link.router, link.stream.token
     router.watchers[token] = nil
     for group, master in pairs(router.masters) do
-        if master == token then router.masters[group] = nil end
+        if master == token then
+            router.masters[group] = nil
+            router.mgr.set_master(group, 0) -- the core must not keep sending to the dead link
+        end
     end
     for id in pairs(link.ids) do
         if router.owners[id] == token then
