@@ -115,6 +115,9 @@ local function set_master(link, group, id)
             router.mgr.set_master(group, 0)
             log.info("router: group " .. tostring(group) .. " has no explicit master now")
         end
+    elseif math.type(id) ~= "integer" or luna.service_group(id) ~= group then
+        log.warn("router: @set_master from " .. link.peer .. " names " .. tostring(id) .. ", not a service of group "
+            .. tostring(group) .. ": ignored")
     elseif router.owners[id] == token then
         masters[group] = token
         router.mgr.set_master(group, token)
