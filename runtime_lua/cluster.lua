@@ -165,7 +165,7 @@ local function registered(node, link, id)
     link.waiting[id] = nil
     if next(link.waiting) then return end
     link.waiting = nil
-    link.state, link.problem, link.backoff = "live", nil, node.backoff_min
+    link.state, link.problem, link.backoff, link.register_backoff = "live", nil, node.backoff_min, nil
     log.info(node.name .. ": connected to router " .. link.address .. " (registered)")
     pick_router(node)
 end
@@ -281,7 +281,7 @@ local function send_forward(node, name, ...)
     local stream = via_current(node, name)
     if not stream then return nil, "no-route" end
     local trace = traces[trace_key()]
-    if trace == nil and rpc.tracing then trace = rpc.outgoing_trace() end
+    if trace == nil and rpc.tracing then trace = trace_ids.new_id() end
     if not trace then return stream[name](...) end
     return stream._tforward(FORWARDS[name], trace, ...)
 end
@@ -294,10 +294,14 @@ local function add_forwards(node)
             if node.route_wait_ms and not membership.has_route(node, mode, target) then
                 -- Hold it until the target registers (start-up ordering), or report no-route.
                 local args = table.pack(...)
-                local function send() send_forward(node, name, table.unpack(args, 1, args.n)) end
-                local function fail()
+                local function fail(err)
                     local offset = name == "forward_hash" and 3 or 2
-                    on_forward_error(node, "no-route", mode, target, table.unpack(args, offset, args.n))
+                    on_forward_error(node, err or "no-route", mode, target, table.unpack(args, offset, args.n))
+                end
+                -- Sent later, when nobody gets the result: a failure goes to on_forward_error.
+                local function send()
+                    local sent, err = send_forward(node, name, table.unpack(args, 1, args.n))
+                    if not sent then fail(err) end
                 end
                 if membership.hold(node, mode, target, node.route_wait_ms, send, fail) then return 0 end
                 return nil, "no-route"
@@ -342,14 +346,23 @@ local function call_functions(node, timeout_ms)
     }
 end
 
+-- Most node.timeout(ms) views a node keeps (one per distinct ms).
+local MAX_TIMEOUT_VIEWS = 64
+
 -- The call_* functions of a node, and node.timeout(ms) for other timeouts.
 local function add_calls(node)
     for name, fn in pairs(call_functions(node, nil)) do node[name] = fn end
-    local views = {}
+    local views, cached = {}, 0
     --- The call functions with a different timeout: node.timeout(500).call_hash(...).
     function node.timeout(ms)
-        views[ms] = views[ms] or call_functions(node, ms)
-        return views[ms]
+        local view = views[ms]
+        if view then return view end
+        view = call_functions(node, ms)
+        -- Kept for the first few timeouts only: one computed per call must not grow the node.
+        if cached < MAX_TIMEOUT_VIEWS then
+            views[ms], cached = view, cached + 1
+        end
+        return view
     end
 end
 

@@ -92,11 +92,11 @@ local function gone(disc, kind, name)
 end
 
 -- grace_ms after a name went missing (at `since`): if it is still missing
--- since then, a GET decides (an error leaves it to the next scan).
+-- since then, a GET decides (an error, logged, leaves it to the next scan).
 local function recheck_missing(disc, kind, watch, name, since)
     if watch.missing_since[name] ~= since or disc.watchers[kind] ~= watch then return end
     disc.commands.send(function(value, err)
-        if err then return end
+        if err then return report("re-read " .. name .. " of " .. kind)(nil, err) end
         if value then return seen(disc, kind, name, value) end
         if watch.missing_since[name] then gone(disc, kind, name) end
     end, "GET", key_of(disc, kind, name))
@@ -139,18 +139,37 @@ local function scan_got(disc, scan, key, value, cursor)
     if scan.waiting == 0 then next_page(disc, scan, cursor) end
 end
 
--- A page of SCAN: { cursor, keys }; GETs each key.
+-- Errors of a command the client gives when Redis is gone (or the client
+-- closed): a scan they cut short removes nothing.
+local OUTAGE = { ["redis-unavailable"] = true, ["connection-lost"] = true, timeout = true, closed = true }
+
+-- A page of SCAN: { cursor, keys }; GETs each key. A key that cannot be
+-- read (not a string, say) counts as absent, so the scan still ends.
 local function scan_page(disc, scan, reply, err)
     if not reply then
         if err ~= "redis-unavailable" then log.warn("discovery: SCAN failed: " .. tostring(err)) end
         return
     end
-    local cursor, keys = reply[1], reply[2] or {}
+    local cursor, keys = type(reply) == "table" and reply[1], type(reply) == "table" and reply[2]
+    if type(cursor) ~= "string" or type(keys) ~= "table" then
+        return log.warn("discovery: SCAN " .. scan.pattern .. " gave an unexpected reply (" .. type(reply) .. "); the re-scan tries again")
+    end
     scan.waiting = #keys
     if #keys == 0 then return next_page(disc, scan, cursor) end
     for _, key in ipairs(keys) do
         disc.commands.send(function(value, get_err)
-            if not get_err then scan_got(disc, scan, key, value, cursor) end
+            if OUTAGE[get_err] then return end
+            if get_err then
+                -- Logged once per key, not on every re-scan.
+                if not disc.unreadable[key] then
+                    disc.unreadable[key] = true
+                    log.warn("discovery: cannot read " .. tostring(key) .. " (" .. get_err .. "): taken as absent")
+                end
+                value = nil
+            elseif disc.unreadable[key] then
+                disc.unreadable[key] = nil
+            end
+            scan_got(disc, scan, key, value, cursor)
         end, "GET", key)
     end
 end
@@ -216,7 +235,8 @@ local function on_event(disc, channel, event)
     local kind, name = split(disc, key)
     if not kind or not disc.watchers[kind] then return end
     if event == "set" then
-        disc.commands.send(function(value)
+        disc.commands.send(function(value, err)
+            if err then return report("read " .. key)(nil, err) end
             if value then seen(disc, kind, name, value) end
         end, "GET", key)
     elseif event == "del" or event == "expired" then
@@ -319,6 +339,7 @@ function M.start(config)
         registered = {}, -- key -> value
         watchers = {}, -- kind -> { on_add, on_remove, known = { name -> value }, missing_since = { name -> ms } }
         leases = {}, -- key -> lease
+        unreadable = {}, -- key -> true: a scanned key whose GET failed (logged once)
         stopped = false,
         notifications_warned = false,
         ever_ready = false,

@@ -73,9 +73,13 @@ local function waiting_after_reconnect(owner, lease)
     return at ~= nil and luna.get_time_ms() < at + lease.ttl_ms
 end
 
--- The answer to SET NX (sent at sent_at): promoted if it set the key with time left.
-local function acquired(owner, lease, sent_at, reply)
-    if reply ~= "OK" then return end
+-- The answer to SET NX (sent at sent_at): promoted if it set the key with
+-- time left; nil without an error is a key another holds.
+local function acquired(owner, lease, sent_at, reply, err)
+    if reply ~= "OK" then
+        if err then owner.report("acquire " .. lease.key)(nil, err) end
+        return
+    end
     -- Stopped while the command was on its way: give the key back at once.
     if lease.released then return release_key(owner, lease) end
     if not lease.held and sent_at + lease.ttl_ms - lease.margin_ms > luna.get_time_ms() then
@@ -89,17 +93,20 @@ function M.try_acquire(owner, lease)
     if lease.held or owner.stopped or lease.released then return end
     if waiting_after_reconnect(owner, lease) then return end
     local sent_at = luna.get_time_ms()
-    owner.commands.send(function(reply) acquired(owner, lease, sent_at, reply) end,
+    owner.commands.send(function(reply, err) acquired(owner, lease, sent_at, reply, err) end,
         "SET", lease.key, lease.id, "NX", "PX", lease.ttl_ms)
 end
 
--- The answer to the renew script (sent at sent_at): 1 renewed, 0 held by another.
-local function renewed(lease, sent_at, reply)
+-- The answer to the renew script (sent at sent_at): 1 renewed, 0 held by
+-- another; anything else is logged (the demote timer still runs).
+local function renewed(owner, lease, sent_at, reply, err)
     if not lease.held then return end
     if reply == 1 then
         hold_until(lease, sent_at)
     elseif reply == 0 then
         demote(lease, "held by another")
+    else
+        owner.report("renew " .. lease.key)(nil, err or ("unexpected reply " .. tostring(reply)))
     end
 end
 
@@ -108,7 +115,7 @@ end
 function M.renew(owner, lease)
     if not lease.held then return M.try_acquire(owner, lease) end
     local sent_at = luna.get_time_ms()
-    owner.commands.send(function(reply) renewed(lease, sent_at, reply) end,
+    owner.commands.send(function(reply, err) renewed(owner, lease, sent_at, reply, err) end,
         "EVAL", RENEW, 1, lease.key, lease.id, lease.ttl_ms)
 end
 

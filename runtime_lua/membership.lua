@@ -16,7 +16,9 @@ local M = {}
 --- Most one-way messages a node holds while waiting for their route.
 M.max_waiting_forwards = 10000
 
-local function group_of(id) return luna.service_group(id) end
+local group_of = luna.service_group
+
+local route_appeared
 
 -- Calls the node's listeners and wakes what waits for a route.
 local function changed(node, id, up)
@@ -27,7 +29,7 @@ local function changed(node, id, up)
         local ok, err = xpcall(listener, debug.traceback, id, up)
         if not ok then log.error(node.name .. ": error in on_member: " .. err) end
     end
-    if up then M.route_appeared(node) end
+    if up then route_appeared(node) end
 end
 
 -- Every id of `from` that `other` lacks comes (up) or goes in the node's view.
@@ -74,10 +76,17 @@ M.messages = {
         link.members = set
         if link == node.current then M.sync(node) end
     end,
-    -- One change.
+    -- One change: the view of the router in use takes just this id (it is
+    -- in line with that router's list since the last sync).
     ["@member"] = function(node, link, _, id, up)
-        if link.members then link.members[id] = up and true or nil end
-        if link == node.current and link.members then M.sync(node) end
+        local members = link.members
+        if not members then return end
+        up = up and true or nil
+        members[id] = up
+        if link == node.current and node.view[id] ~= up then
+            node.view[id] = up
+            changed(node, id, up == true)
+        end
     end,
 }
 
@@ -97,8 +106,8 @@ local function waiters(node)
     return node.route_waiters
 end
 
---- Wakes the calls and sends the messages whose route is now in the view.
-function M.route_appeared(node)
+-- Wakes the calls and sends the messages whose route is now in the view.
+function route_appeared(node)
     local list = node.route_waiters
     if not list or #list == 0 then return end
     local still = {}

@@ -40,7 +40,7 @@ local function escape_help(text)
     return (text:gsub("[\\\n]", { ["\\"] = "\\\\", ["\n"] = "\\n" }))
 end
 
---- A sample value as the format writes it.
+-- A sample value as the format writes it.
 local function number(value)
     if mtype(value) == "integer" then return tostring(value) end
     if value ~= value then return "NaN" end
@@ -51,7 +51,6 @@ local function number(value)
     if tonumber(text) ~= value then text = format("%.17g", value) end
     return text
 end
-M._number = number
 
 -- A bucket bound: integral bounds as "1.0", as the official clients write them.
 local function bound_text(value)

@@ -18,14 +18,19 @@ local log = luna.log
 
 local M = {}
 
--- Runs a subscriber's function on a message of its topic.
-local function deliver(node, topic, ...)
+-- The handlers below take the router's message as cluster passes it:
+-- (node, link, stream, ...), so that a message goes to them directly.
+
+-- Runs a subscriber's function on a message of its topic (one for a topic
+-- no longer heard, still on its way after unsubscribe, is logged at debug).
+local function deliver(node, _, _, topic, ...)
     local fn = node.subscriptions[topic]
-    if fn then luna.go(fn, ...) end
+    if fn then return luna.go(fn, ...) end
+    log.debug(node.name .. ": dropped a message of " .. tostring(topic) .. ", a topic not subscribed to")
 end
 
 -- A state: dropped unless newer than the last one seen from that publisher.
-local function deliver_state(node, topic, publisher, seq, ...)
+local function deliver_state(node, _, _, topic, publisher, seq, ...)
     local seen = node.states_seen[topic]
     if not seen then
         seen = {}
@@ -33,13 +38,13 @@ local function deliver_state(node, topic, publisher, seq, ...)
     end
     if (seen[publisher] or -1) >= seq then return end
     seen[publisher] = seq
-    deliver(node, topic, ...)
+    deliver(node, nil, nil, topic, ...)
 end
 
 --- The router's pub/sub messages, by name: handler(node, link, stream, ...).
 M.messages = {
-    ["@pub"] = function(node, _, _, ...) deliver(node, ...) end,
-    ["@state"] = function(node, _, _, ...) deliver_state(node, ...) end,
+    ["@pub"] = deliver,
+    ["@state"] = deliver_state,
     ["@subscribe_failed"] = function(node, _, _, topic, err)
         log.warn(node.name .. ": a router refused the subscription to " .. tostring(topic) .. ": " .. tostring(err))
     end,

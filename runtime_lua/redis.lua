@@ -155,10 +155,17 @@ local function handshake(conn)
     raw_send(conn, function(_, err) handshake_done(conn, attempt, err) end, "PING")
 end
 
--- A pub/sub message: to client.on_message(channel, payload[, pattern]).
+-- A pub/sub message: to client.on_message(channel, payload[, pattern]);
+-- without one, the first dropped message is logged.
 local function deliver_message(conn, value)
     local handler = conn.client.on_message
-    if not handler then return end
+    if not handler then
+        if not conn.warned_no_handler then
+            conn.warned_no_handler = true
+            log.warn(conn.label .. ": a pub/sub message arrived but the client has no on_message: dropped")
+        end
+        return
+    end
     if value[1] == "pmessage" then return handler(value[3], value[4], value[2]) end
     return handler(value[2], value[3])
 end
@@ -203,6 +210,12 @@ function connect(conn)
     end
 end
 
+-- The answer to the watchdog's PING: an error while still ready (a server
+-- error reply, a send that failed) is reported; an outage reports itself.
+local function pinged(conn, _, err)
+    if err and conn.client.state == "ready" then problem(conn, "PING failed: " .. tostring(err), "ping") end
+end
+
 -- A server that stops answering is as good as gone: reconnect. An idle
 -- ready connection is PINGed so that a dead one is found.
 local function watchdog_tick(conn)
@@ -211,7 +224,7 @@ local function watchdog_tick(conn)
         problem(conn, "no reply for " .. conn.command_timeout_ms .. " ms")
         drop(conn, "timeout")
     elseif conn.client.state == "ready" and idle then
-        raw_send(conn, function() end, "PING")
+        raw_send(conn, conn.pinged, "PING")
     end
 end
 
@@ -271,6 +284,7 @@ function M.connect(config)
         closed = false,
         last_problem = nil,
     }
+    function conn.pinged(value, err) return pinged(conn, value, err) end
     conn.watchdog = luna.interval(math.max(100, conn.command_timeout_ms // 4), function() watchdog_tick(conn) end)
 
     --- Sends a command; callback(value, err) gets the reply. False if Redis is unavailable.

@@ -115,6 +115,9 @@ local function set_master(link, group, id)
             router.mgr.set_master(group, 0)
             log.info("router: group " .. tostring(group) .. " has no explicit master now")
         end
+    elseif math.type(id) ~= "integer" or luna.service_group(id) ~= group then
+        log.warn("router: @set_master from " .. link.peer .. " names " .. tostring(id) .. ", not a service of group "
+            .. tostring(group) .. ": ignored")
     elseif router.owners[id] == token then
         masters[group] = token
         router.mgr.set_master(group, token)
@@ -135,7 +138,10 @@ local function link_gone(link, err)
     local router, token = link.router, link.stream.token
     router.watchers[token] = nil
     for group, master in pairs(router.masters) do
-        if master == token then router.masters[group] = nil end
+        if master == token then
+            router.masters[group] = nil
+            router.mgr.set_master(group, 0) -- the core must not keep sending to the dead link
+        end
     end
     for id in pairs(link.ids) do
         if router.owners[id] == token then
@@ -147,7 +153,6 @@ local function link_gone(link, err)
     end
 end
 
--- One control message of a link.
 -- Subscribes the link to a topic (the core keeps the table and fans
 -- publishes out); a refusal is answered and logged once per topic.
 local function subscribe(link, topic)
@@ -156,6 +161,16 @@ local function subscribe(link, topic)
     refuse_once(link, topic, "a subscription to " .. tostring(topic), err, "@subscribe_failed")
 end
 
+-- Unsubscribes the link from a topic (not subscribed: nothing to do); a bad topic is logged.
+local function unsubscribe(link, topic)
+    local ok, err, detail = link.router.mgr.unsubscribe(topic, link.stream.token)
+    if ok == nil then
+        log.warn("router: bad @unsubscribe " .. tostring(topic) .. " from " .. link.peer .. ": " .. tostring(err)
+            .. " " .. tostring(detail))
+    end
+end
+
+-- One control message of a link.
 local function on_link_message(link, msg, a, b)
     if msg == "@ping" then
         link.stream.call("@pong")
@@ -170,7 +185,7 @@ local function on_link_message(link, msg, a, b)
     elseif msg == "@subscribe" then
         subscribe(link, a)
     elseif msg == "@unsubscribe" then
-        link.router.mgr.unsubscribe(a, link.stream.token)
+        unsubscribe(link, a)
     else
         log.warn("router: unknown message " .. tostring(msg) .. " from " .. link.peer)
     end

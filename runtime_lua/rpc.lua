@@ -67,10 +67,10 @@ local function new_session()
     return next_session
 end
 
+local core_stats = luna._rpc_stats -- the counters of the calls the core makes and answers
+
 --- Counters: calls, completed, timeouts, late_replies, connection_lost, no_route, remote_errors,
 --- pending (our calls waiting for answers) and serving (calls being handled here).
-local core_stats = luna._rpc_stats
-
 function M.stats()
     local core = core_stats()
     return {
@@ -430,14 +430,17 @@ local function direct_call(timeout_ms, stream, method, ...)
     return stream._call(timeout_ms or M.default_timeout_ms, trace, method, ...)
 end
 
-local views = {}
+local views, cached = {}, 0
+local MAX_TIMEOUT_VIEWS = 64 -- views kept: a timeout computed per call must not grow the process
 
 --- The call functions with a different timeout: rpc.timeout(500).call(stream, ...).
 function M.timeout(ms)
     local view = views[ms]
     if not view then
         view = { call = function(...) return direct_call(ms, ...) end }
-        views[ms] = view
+        if cached < MAX_TIMEOUT_VIEWS then
+            views[ms], cached = view, cached + 1
+        end
     end
     return view
 end
