@@ -24,15 +24,18 @@ impl NetCore {
                 error.as_str()
             ));
         }
-        let subscribers = self.managers[mgr].topics.subscribers(topic).to_vec();
+        let mut subscribers = std::mem::take(&mut self.fanout);
+        subscribers.extend_from_slice(self.managers[mgr].topics.subscribers(topic));
         if subscribers.is_empty() {
             self.managers[mgr].stats.published_unheard += 1;
         }
-        for subscriber in subscribers {
+        for &subscriber in &subscribers {
             if self.deliver_payload(subscriber, payload).is_err() {
                 self.managers[mgr].stats.forward_failed += 1;
             }
         }
+        subscribers.clear();
+        self.fanout = subscribers;
     }
 
     /// Subscribes a stream to a topic of its manager; the topic's retained
