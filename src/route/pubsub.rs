@@ -95,22 +95,26 @@ impl Topics {
     /// to it first, if any. Subscribing twice is one subscription.
     pub fn subscribe(&mut self, topic: &[u8], token: Token) -> Result<Option<&[u8]>, PubSubError> {
         check_topic(topic)?;
-        if !self.topics.contains_key(topic) && self.topics.len() >= self.limits.max_topics {
-            return Err(PubSubError::TooManyTopics);
-        }
-        let count = self.per_token.get(&token).copied().unwrap_or(0);
-        let entry = self.topics.entry(topic.to_vec()).or_default();
-        if !entry.subscribers.contains(&token) {
-            if count >= self.limits.max_subscriptions {
-                if entry.subscribers.is_empty() && entry.retained.is_none() {
-                    self.topics.remove(topic);
-                }
+        // Checked before anything is added, so a refusal leaves nothing behind.
+        let subscribed = match self.topics.get(topic) {
+            Some(entry) => entry.subscribers.contains(&token),
+            None if self.topics.len() >= self.limits.max_topics => return Err(PubSubError::TooManyTopics),
+            None => false,
+        };
+        if !subscribed {
+            if self.per_token.get(&token).copied().unwrap_or(0) >= self.limits.max_subscriptions {
                 return Err(PubSubError::TooManySubscriptions);
             }
-            entry.subscribers.push(token);
             *self.per_token.entry(token).or_insert(0) += 1;
+            if !self.topics.contains_key(topic) {
+                self.topics.insert(topic.to_vec(), Topic::default()); // the key is copied for new topics only
+            }
         }
-        Ok(self.topics.get(topic).and_then(|t| t.retained.as_deref()))
+        let entry = self.topics.get_mut(topic).ok_or(PubSubError::BadTopic)?;
+        if !subscribed {
+            entry.subscribers.push(token);
+        }
+        Ok(entry.retained.as_deref())
     }
 
     /// Ends a subscription; true if there was one.
