@@ -210,7 +210,7 @@ impl RouteTable {
         group.live().next()
     }
 
-    /// The node for `key`: `key % count` over the sorted nodes, walking forward past zero slots.
+    /// The node for `key`, by the group's [`HashMode`].
     pub fn hash(&self, group: u32, key: u64) -> Option<Node> {
         let group = self.group(group)?;
         if group.nodes.is_empty() {
