@@ -52,8 +52,18 @@ impl NetCore {
                 return Err(error);
             }
         };
-        if let Some(payload) = retained {
-            let _ = self.deliver_payload(token, &payload); // a failure closes the subscriber
+        // Send-buffer-full also closes the subscriber; package-too-large (the
+        // package size was lowered since it was retained) does not: both are
+        // counted and logged, as a publish counts its failed deliveries.
+        if let Some(payload) = retained
+            && let Err(error) = self.deliver_payload(token, &payload)
+        {
+            self.managers[mgr].stats.forward_failed += 1;
+            log::warn(&format!(
+                "subscribe to '{}': the retained message ({} bytes) was not delivered: {error}",
+                String::from_utf8_lossy(topic),
+                payload.len()
+            ));
         }
         Ok(())
     }
