@@ -108,7 +108,10 @@ impl NetCore {
                 self.log_refused();
                 continue;
             }
-            if socket.set_nonblocking(true).is_err() {
+            if let Err(error) = socket.set_nonblocking(true) {
+                log::error(&format!(
+                    "dropped a connection from {peer}: cannot make it non-blocking: {error}"
+                ));
                 continue;
             }
             let _ = socket.set_nodelay(true);
@@ -122,7 +125,8 @@ impl NetCore {
                 continue;
             }
             let token = self.adopt(Entry::Stream(stream));
-            if self.register(&socket, index_of(token)).is_err() {
+            if let Err(error) = self.register(&socket, index_of(token)) {
+                log::error(&format!("dropped a connection from {peer}: cannot poll it: {error}"));
                 self.release(token);
                 continue;
             }

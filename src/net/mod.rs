@@ -86,6 +86,9 @@ pub struct NetCore {
     managers: Vec<Manager>,
     dirty: Vec<u32>,
     again: Vec<Token>,
+    /// Reused list of a publish's receivers (a failed delivery closes its
+    /// receiver, which changes the topic's own list while we walk it).
+    fanout: Vec<Token>,
     notices: VecDeque<Notice>,
     timers: Timers<NetTimer>,
     scratch: Vec<u8>,
@@ -109,6 +112,7 @@ impl NetCore {
             managers: Vec::new(),
             dirty: Vec::new(),
             again: Vec::new(),
+            fanout: Vec::new(),
             notices: VecDeque::new(),
             timers: Timers::new(),
             scratch: Vec::with_capacity(READ_CHUNK),

@@ -24,15 +24,18 @@ impl NetCore {
                 error.as_str()
             ));
         }
-        let subscribers = self.managers[mgr].topics.subscribers(topic).to_vec();
+        let mut subscribers = std::mem::take(&mut self.fanout);
+        subscribers.extend_from_slice(self.managers[mgr].topics.subscribers(topic));
         if subscribers.is_empty() {
             self.managers[mgr].stats.published_unheard += 1;
         }
-        for subscriber in subscribers {
+        for &subscriber in &subscribers {
             if self.deliver_payload(subscriber, payload).is_err() {
                 self.managers[mgr].stats.forward_failed += 1;
             }
         }
+        subscribers.clear();
+        self.fanout = subscribers;
     }
 
     /// Subscribes a stream to a topic of its manager; the topic's retained
@@ -49,8 +52,18 @@ impl NetCore {
                 return Err(error);
             }
         };
-        if let Some(payload) = retained {
-            let _ = self.deliver_payload(token, &payload); // a failure closes the subscriber
+        // Send-buffer-full also closes the subscriber; package-too-large (the
+        // package size was lowered since it was retained) does not: both are
+        // counted and logged, as a publish counts its failed deliveries.
+        if let Some(payload) = retained
+            && let Err(error) = self.deliver_payload(token, &payload)
+        {
+            self.managers[mgr].stats.forward_failed += 1;
+            log::warn(&format!(
+                "subscribe to '{}': the retained message ({} bytes) was not delivered: {error}",
+                String::from_utf8_lossy(topic),
+                payload.len()
+            ));
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
+use crate::log;
 use crate::runtime::poller::Poller;
 
 /// Most lookup threads at once.
@@ -90,8 +91,14 @@ impl Resolver {
         let started = std::thread::Builder::new()
             .name("luna-dns".into())
             .spawn(move || work(&shared, &sender, &poller));
-        // With no thread at all, the lookups wait for one started later.
-        started.is_ok()
+        match started {
+            Ok(_) => true,
+            Err(error) => {
+                // The lookups wait for a thread started later (or time out their connect).
+                log::warn(&format!("cannot start a name lookup thread: {error}"));
+                false
+            }
+        }
     }
 
     /// A finished lookup, if any.

@@ -210,7 +210,7 @@ impl RouteTable {
         group.live().next()
     }
 
-    /// The node for `key`: `key % count` over the sorted nodes, walking forward past zero slots.
+    /// The node for `key`, by the group's [`HashMode`].
     pub fn hash(&self, group: u32, key: u64) -> Option<Node> {
         let group = self.group(group)?;
         if group.nodes.is_empty() {
@@ -244,12 +244,13 @@ impl RouteTable {
     /// Every live stream of a group, once each (a stream may hold several
     /// ids: it gets the first of them, in id order).
     pub fn broadcast(&self, group: u32) -> Vec<Node> {
-        let mut seen = std::collections::HashSet::new();
-        self.group(group)
-            .into_iter()
-            .flat_map(Group::live)
-            .filter(|&(_, token)| seen.insert(token))
-            .collect()
+        let mut nodes: Vec<Node> = self.group(group).into_iter().flat_map(Group::live).collect();
+        // Per forwarded message: no set to allocate and hash into. Ordered by
+        // token then id, a stream's first id leads its copies; back in id order.
+        nodes.sort_unstable_by_key(|&(id, token)| (token, id));
+        nodes.dedup_by_key(|node| node.1);
+        nodes.sort_unstable_by_key(|&(id, _)| id);
+        nodes
     }
 
     /// The nodes of a group in order.
@@ -483,6 +484,13 @@ mod tests {
         // A stream holding two ids of the group gets one copy.
         t.set(make(5, 9), Some(2));
         assert_eq!(tokens(&t), vec![1, 2, 3, 4]);
+        // ... at the first of its ids, in id order, whatever the tokens' order.
+        let mut u = RouteTable::new();
+        for (index, token) in [(1, 30), (2, 10), (3, 30), (4, 20), (5, 10), (6, 0)] {
+            u.set(make(5, index), Some(token));
+        }
+        let nodes = u.broadcast(5);
+        assert_eq!(nodes, vec![(make(5, 1), 30), (make(5, 2), 10), (make(5, 4), 20)]);
     }
 
     #[test]

@@ -95,22 +95,26 @@ impl Topics {
     /// to it first, if any. Subscribing twice is one subscription.
     pub fn subscribe(&mut self, topic: &[u8], token: Token) -> Result<Option<&[u8]>, PubSubError> {
         check_topic(topic)?;
-        if !self.topics.contains_key(topic) && self.topics.len() >= self.limits.max_topics {
-            return Err(PubSubError::TooManyTopics);
-        }
-        let count = self.per_token.get(&token).copied().unwrap_or(0);
-        let entry = self.topics.entry(topic.to_vec()).or_default();
-        if !entry.subscribers.contains(&token) {
-            if count >= self.limits.max_subscriptions {
-                if entry.subscribers.is_empty() && entry.retained.is_none() {
-                    self.topics.remove(topic);
-                }
+        // Checked before anything is added, so a refusal leaves nothing behind.
+        let subscribed = match self.topics.get(topic) {
+            Some(entry) => entry.subscribers.contains(&token),
+            None if self.topics.len() >= self.limits.max_topics => return Err(PubSubError::TooManyTopics),
+            None => false,
+        };
+        if !subscribed {
+            if self.per_token.get(&token).copied().unwrap_or(0) >= self.limits.max_subscriptions {
                 return Err(PubSubError::TooManySubscriptions);
             }
-            entry.subscribers.push(token);
             *self.per_token.entry(token).or_insert(0) += 1;
+            if !self.topics.contains_key(topic) {
+                self.topics.insert(topic.to_vec(), Topic::default()); // the key is copied for new topics only
+            }
         }
-        Ok(self.topics.get(topic).and_then(|t| t.retained.as_deref()))
+        let entry = self.topics.get_mut(topic).ok_or(PubSubError::BadTopic)?;
+        if !subscribed {
+            entry.subscribers.push(token);
+        }
+        Ok(entry.retained.as_deref())
     }
 
     /// Ends a subscription; true if there was one.
@@ -157,19 +161,31 @@ impl Topics {
     /// Keeps `payload` as the topic's retained message (replacing the last one).
     pub fn retain(&mut self, topic: &[u8], payload: &[u8]) -> Result<(), PubSubError> {
         check_topic(topic)?;
-        let old = self
-            .topics
-            .get(topic)
-            .and_then(|t| t.retained.as_ref())
-            .map_or(0, Vec::len);
-        if self.retained_bytes - old + payload.len() > self.limits.max_retained_bytes {
+        let max_bytes = self.limits.max_retained_bytes;
+        // A known topic (the usual case of a state topic): one lookup and no
+        // copy of the key. The message gets a buffer of its own size (reusing
+        // the last one could keep a larger capacity than the cap counts).
+        if let Some(entry) = self.topics.get_mut(topic) {
+            let old = entry.retained.as_ref().map_or(0, Vec::len);
+            if self.retained_bytes - old + payload.len() > max_bytes {
+                return Err(PubSubError::RetainedFull);
+            }
+            self.retained_bytes = self.retained_bytes - old + payload.len();
+            entry.retained = Some(payload.to_vec());
+            return Ok(());
+        }
+        if self.retained_bytes + payload.len() > max_bytes {
             return Err(PubSubError::RetainedFull);
         }
-        if !self.topics.contains_key(topic) && self.topics.len() >= self.limits.max_topics {
+        if self.topics.len() >= self.limits.max_topics {
             return Err(PubSubError::TooManyTopics);
         }
-        self.retained_bytes = self.retained_bytes - old + payload.len();
-        self.topics.entry(topic.to_vec()).or_default().retained = Some(payload.to_vec());
+        self.retained_bytes += payload.len();
+        let topic_entry = Topic {
+            subscribers: Vec::new(),
+            retained: Some(payload.to_vec()),
+        };
+        self.topics.insert(topic.to_vec(), topic_entry);
         Ok(())
     }
 
@@ -216,6 +232,28 @@ mod tests {
         assert_eq!(topics.subscribe(b"state", 5), Ok(Some(&b"version 2"[..])));
         topics.forget(5);
         assert_eq!(topics.len(), 1, "the retained message stays");
+    }
+
+    #[test]
+    fn retaining_on_a_new_topic_is_bounded_and_a_replacement_is_counted_once() {
+        let mut topics = Topics {
+            limits: PubSubLimits {
+                max_subscriptions: 4,
+                max_topics: 1,
+                max_retained_bytes: 8,
+            },
+            ..Topics::default()
+        };
+        assert_eq!(topics.retain(b"a", b"123456789"), Err(PubSubError::RetainedFull));
+        assert!(topics.is_empty(), "a refused retain leaves no topic behind");
+        topics.retain(b"a", b"12345678").unwrap();
+        assert_eq!(topics.retain(b"b", b"1"), Err(PubSubError::RetainedFull));
+        topics.retain(b"a", b"1").unwrap();
+        assert_eq!(topics.retained_bytes(), 1);
+        assert_eq!(topics.retain(b"b", b"1"), Err(PubSubError::TooManyTopics));
+        assert_eq!(topics.subscribe(b"b", 1), Err(PubSubError::TooManyTopics));
+        assert_eq!(topics.subscribe(b"a", 1), Ok(Some(&b"1"[..])));
+        assert_eq!(topics.len(), 1);
     }
 
     #[test]

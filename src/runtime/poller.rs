@@ -11,9 +11,6 @@
 //! tests) costs less than depending on that crate's private details. Other
 //! systems use `polling`'s public API.
 
-use std::io;
-use std::time::Duration;
-
 /// The readiness the poller reported for one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Readiness {
@@ -246,15 +243,6 @@ mod portable {
     }
 }
 
-impl Poller {
-    /// Waits and returns what is ready (convenience for tests).
-    pub fn wait_ready(&self, timeout: Option<Duration>) -> io::Result<Vec<Readiness>> {
-        let mut ready = Vec::new();
-        self.wait(timeout, &mut ready)?;
-        Ok(ready)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -264,6 +252,15 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+
+    impl Poller {
+        /// Waits and returns what is ready.
+        fn wait_ready(&self, timeout: Option<Duration>) -> std::io::Result<Vec<Readiness>> {
+            let mut ready = Vec::new();
+            self.wait(timeout, &mut ready)?;
+            Ok(ready)
+        }
+    }
 
     #[test]
     fn reports_readable_writable_and_the_peers_end_of_file() {
