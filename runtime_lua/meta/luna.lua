@@ -245,7 +245,7 @@ function Manager.set_max_ids(n) end
 ---@param topic string # 1 to 255 bytes
 ---@param token integer # a stream's token
 ---@return true? ok
----@return "too-many-subscriptions"|"too-many-topics"|"invalid-param"? err
+---@return "too-many-subscriptions"|"too-many-topics"|"invalid-param"|"closed"? err
 ---@return string? detail
 function Manager.subscribe(topic, token) end
 

@@ -33,7 +33,7 @@ unsafe fn push_true(state: *mut lua_State) -> c_int {
 
 /// `mgr.subscribe(topic, token)`: the stream `token` gets every publish on
 /// `topic` (its retained message first); true, or nil and
-/// `too-many-subscriptions`/`too-many-topics`.
+/// `too-many-subscriptions`/`too-many-topics`, or `closed` when `token` is no open stream.
 ///
 /// # Safety
 /// A C function: Lua calls it (the [stack contract](super::raw#safety)).

@@ -12,7 +12,8 @@ use crate::route::pubsub::Topics;
 pub struct Stats {
     /// Frames passed on by this router.
     pub forwarded: u64,
-    /// Forwards reported back as undeliverable.
+    /// Forwards reported back as undeliverable, and publishes (or retained
+    /// messages) that could not be delivered to a subscriber.
     pub forward_failed: u64,
     /// Streams closed for a malformed or oversized frame.
     pub bad_packages: u64,

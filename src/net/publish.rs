@@ -39,10 +39,11 @@ impl NetCore {
     }
 
     /// Subscribes a stream to a topic of its manager; the topic's retained
-    /// message, if any, is delivered to it at once.
+    /// message, if any, is delivered to it at once. A token that is no open
+    /// stream is refused (`closed`).
     pub fn subscribe(&mut self, token: Token, topic: &[u8]) -> Result<(), PubSubError> {
         let Some(mgr) = self.stream_ref(token).map(|s| s.mgr as usize) else {
-            return Ok(());
+            return Err(PubSubError::Closed);
         };
         let manager = &mut self.managers[mgr];
         let retained = match manager.topics.subscribe(topic, token) {
@@ -86,5 +87,20 @@ impl NetCore {
             SendError::Net(error) => error,
             SendError::Encode(()) => NetError::BadPackage,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::runtime::poller::Poller;
+
+    #[test]
+    fn a_token_that_is_no_open_stream_cannot_subscribe() {
+        let mut net = NetCore::new(Arc::new(Poller::new().expect("a poller")));
+        assert_eq!(net.subscribe(42, b"news"), Err(PubSubError::Closed));
+        assert_eq!(PubSubError::Closed.as_str(), "closed");
     }
 }

@@ -30,6 +30,8 @@ pub enum PubSubError {
     TooManyTopics,
     /// Retained messages would pass their byte cap.
     RetainedFull,
+    /// The subscriber is not an open stream (it closed before it subscribed).
+    Closed,
 }
 
 impl PubSubError {
@@ -40,6 +42,7 @@ impl PubSubError {
             PubSubError::TooManySubscriptions => "too-many-subscriptions",
             PubSubError::TooManyTopics => "too-many-topics",
             PubSubError::RetainedFull => "retained-full",
+            PubSubError::Closed => "closed",
         }
     }
 }
