@@ -233,10 +233,10 @@ fn set_master_naming_a_service_of_another_group_is_refused() {
     let mut cluster = cluster(1, &[]);
     cluster.start_service("3.1");
     let raw = raw_cross_group_claim(&cluster.addresses()[0]);
-    cluster.routers[0].0.expect_err("not a service of group 3");
     let mut client = cluster.start_client("9.1", "cluster/ask_master.lua");
     assert!(client.value("master").ends_with(" 3.1"), "group 3's master is 3.1");
     assert_eq!(raw.delivers(), 0, "master traffic of group 3 reached the link of 5.1");
+    cluster.routers[0].0.expect_err("not a service of group 3");
 }
 
 /// Review find: a dead link's master claims were cleared in the router's
