@@ -226,7 +226,10 @@ fn a_held_forward_that_fails_when_sent_reaches_on_forward_error() {
     cluster.start_service("2.5");
     let service = cluster.services.remove("2.5").unwrap();
     let error = waiter.expect("forward_error ");
-    assert!(error.ends_with(" target 2.5"), "reported as a target forward to 2.5: {error}");
+    assert!(
+        error.ends_with(" target 2.5"),
+        "reported as a target forward to 2.5: {error}"
+    );
     eventually("the sendable held forward delivered", || {
         service.stdout().iter().any(|l| l == "note 2.5 held").then_some(())
     });
