@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::cluster::{Cluster, client};
+use common::wire::{self, RawClient, Value};
 use common::{Dir, Luna, script_arg, test_script};
 
 /// A cluster of tests/scripts/cluster/service.lua services whose clients
@@ -204,4 +205,52 @@ fn a_one_mib_payload_forwards_intact() {
     cluster.start_service("2.1");
     let mut client = cluster.start_client("9.1", "cluster/one_mib.lua");
     client.expect("intact\ttrue\t1048576\t2.1");
+}
+
+/// A raw link that holds 5.1 (a service of group 5) and claims the master
+/// of group 3 with it; returns once the router handled the claim (it
+/// answers a later registration, sent after the claim on the same link).
+fn raw_cross_group_claim(address: &str) -> RawClient {
+    let raw = RawClient::connect(address);
+    let (held, barrier) = (wire::service_id(5, 1), wire::service_id(5, 2));
+    raw.call(&[Value::from("@register"), Value::from(held), Value::from(false)]);
+    raw.call(&[Value::from("@set_master"), Value::from(3), Value::from(held)]);
+    raw.call(&[Value::from("@register"), Value::from(barrier), Value::from(false)]);
+    common::eventually("the raw link's second registration", || {
+        raw.messages()
+            .iter()
+            .any(|m| m[0].as_str() == Some("@registered") && m.get(1) == Some(&Value::from(barrier)))
+            .then_some(())
+    });
+    raw
+}
+
+/// Review find: `@set_master 3 <id of group 5>` from the link holding that
+/// id was taken, and group 3's master traffic went to that link. It is
+/// refused (logged) now, and group 3's master stays its first node.
+#[test]
+fn set_master_naming_a_service_of_another_group_is_refused() {
+    let mut cluster = cluster(1, &[]);
+    cluster.start_service("3.1");
+    let raw = raw_cross_group_claim(&cluster.addresses()[0]);
+    let mut client = cluster.start_client("9.1", "cluster/ask_master.lua");
+    assert!(client.value("master").ends_with(" 3.1"), "group 3's master is 3.1");
+    assert_eq!(raw.delivers(), 0, "master traffic of group 3 reached the link of 5.1");
+    cluster.routers[0].0.expect_err("not a service of group 3");
+}
+
+/// Review find: a dead link's master claims were cleared in the router's
+/// Lua table but not in the core, so forward_master kept sending to the
+/// dead link (a claim whose link holds no id of the group is not cleared by
+/// the routes). After the claiming link dies, group 3's master traffic
+/// goes to its first node.
+#[test]
+fn a_dead_links_master_claim_does_not_outlive_it() {
+    let mut cluster = cluster(1, &[]);
+    cluster.start_service("3.1");
+    let raw = raw_cross_group_claim(&cluster.addresses()[0]);
+    drop(raw);
+    cluster.routers[0].0.expect_err("5.2 gone");
+    let mut client = cluster.start_client("9.1", "cluster/ask_master.lua");
+    assert!(client.value("master").ends_with(" 3.1"), "group 3's master is 3.1");
 }

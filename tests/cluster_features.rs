@@ -214,3 +214,23 @@ fn publish_subscribe_across_two_routers_with_retained_states() {
     });
     assert_eq!(lines(&late, "late score ").len(), 1, "{:?}", late.stdout());
 }
+
+/// Review find: a forward held for its route (wait_for_route) whose send
+/// failed once the route appeared was dropped without a word. Its failure
+/// goes to on_forward_error now (here: a message that cannot be encoded).
+#[test]
+fn a_held_forward_that_fails_when_sent_reaches_on_forward_error() {
+    let mut cluster = cluster(1);
+    let mut waiter = cluster.start_client("9.3", "features/held_unsendable.lua");
+    waiter.expect("waiting");
+    cluster.start_service("2.5");
+    let service = cluster.services.remove("2.5").unwrap();
+    let error = waiter.expect("forward_error ");
+    assert!(
+        error.ends_with(" target 2.5"),
+        "reported as a target forward to 2.5: {error}"
+    );
+    eventually("the sendable held forward delivered", || {
+        service.stdout().iter().any(|l| l == "note 2.5 held").then_some(())
+    });
+}

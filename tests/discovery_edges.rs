@@ -67,3 +67,28 @@ fn after_a_redis_restart_a_contender_waits_the_lease_ttl() {
         demoted - promoted
     );
 }
+
+/// Review find: a key under the watched prefix that GET cannot read (a hash
+/// at `g:service:bad`) made its GET fail, the failure was dropped and the
+/// scan waited for it for good, so no scan ever ended and a service that
+/// went away was never removed. Now the key is logged and taken as absent.
+#[test]
+fn an_unreadable_key_does_not_stop_the_scan() {
+    // Without CONFIG, keyspace notifications stay off: only the scans see changes.
+    let redis = Redis::start(&["--rename-command", "CONFIG", ""]);
+    let port = redis.port.to_string();
+    redis.cli(&["HSET", "g:service:bad", "field", "value"]);
+    redis.cli(&["SET", "g:service:a", "v1"]);
+    let mut watcher = Luna::start(&test_script("discovery_edges/watcher.lua"), &[&port, "100", "200"]);
+    watcher.expect("watching");
+    watcher.expect("added a v1");
+
+    redis.cli(&["DEL", "g:service:a"]);
+    watcher.expect("removed a");
+    watcher.expect_err("discovery: cannot read g:service:bad");
+    assert!(
+        !watcher.stdout().iter().any(|line| line.contains(" bad")),
+        "the unreadable key was taken as a service: {:?}",
+        watcher.stdout()
+    );
+}
